@@ -1,0 +1,1 @@
+"""moe-reduce: the fused MoE weighted-reduce kernel, from formula to memory speed."""

@@ -1,0 +1,71 @@
+"""The op written plainly: a float64 NumPy oracle, a float32 NumPy version in the
+kernel's summation order, and the same op as MLX array operations (eager and compiled)."""
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from .dtypes import to_numpy
+from .validate import validate
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x) without overflow: e^-|x| never exceeds 1, so ±1000 gives exactly 0 and 1.
+    e^-|x| may underflow to a subnormal or 0; that is the right answer, so the underflow flag is ignored
+    even if the caller set np.errstate(all="raise")."""
+    with np.errstate(under="ignore"):
+        z = np.exp(-np.abs(x))
+        one = np.ones_like(z)
+        return np.where(x >= 0, one / (one + z), z / (one + z))
+
+
+def reference_f64(expert_w, y_expert, sh_logit, y_shared, residual=None) -> np.ndarray:
+    """The float64 oracle every implementation is checked against; returns (n_tokens, h)."""
+    p = validate(expert_w, y_expert, sh_logit, y_shared, residual)
+    w = to_numpy(expert_w)
+    y = to_numpy(y_expert).reshape(p.n_tokens, p.top_k, p.h)
+    out = np.einsum("tk,tkh->th", w, y) + sigmoid(to_numpy(sh_logit))[:, None] * to_numpy(y_shared)
+    if residual is not None:
+        out += to_numpy(residual)
+    return out
+
+
+def reference_kernel_order(expert_w, y_expert, sh_logit, y_shared, residual=None) -> np.ndarray:
+    """float32 arithmetic in the kernel's order: k = 0..top_k-1, then the shared term, then the residual."""
+    p = validate(expert_w, y_expert, sh_logit, y_shared, residual)
+    f32 = np.float32
+    w = to_numpy(expert_w, f32)
+    y = to_numpy(y_expert, f32).reshape(p.n_tokens, p.top_k, p.h)
+    acc = np.zeros((p.n_tokens, p.h), f32)
+    for k in range(p.top_k):
+        acc = acc + w[:, k, None] * y[:, k, :]
+    acc = acc + sigmoid(to_numpy(sh_logit, f32))[:, None] * to_numpy(y_shared, f32)
+    if residual is not None:
+        acc = acc + to_numpy(residual, f32)
+    return acc
+
+
+def _mlx_combine(expert_w: mx.array, y_expert: mx.array, sh_logit: mx.array, y_shared: mx.array) -> mx.array:
+    """Routed sum plus gated shared expert as MLX ops (no checks)."""
+    t, k = expert_w.shape
+    y = y_expert.reshape(t, k, -1)
+    routed = (expert_w[:, :, None].astype(y.dtype) * y).sum(axis=1)
+    return routed + mx.sigmoid(sh_logit)[:, None].astype(y.dtype) * y_shared
+
+
+def _mlx_combine_residual(expert_w, y_expert, sh_logit, y_shared, residual) -> mx.array:
+    """_mlx_combine plus the residual."""
+    return _mlx_combine(expert_w, y_expert, sh_logit, y_shared) + residual
+
+
+_COMPILED = {False: mx.compile(_mlx_combine), True: mx.compile(_mlx_combine_residual)}
+
+
+def mlx_reference(expert_w, y_expert, sh_logit, y_shared, residual=None, *, compiled: bool = False) -> mx.array:
+    """The op as plain MLX ops in the inputs' dtype; `compiled=True` runs it through mx.compile."""
+    validate(expert_w, y_expert, sh_logit, y_shared, residual, allowed=("float32", "float16", "bfloat16"))
+    args = [mx.array(a) if not isinstance(a, mx.array) else a for a in (expert_w, y_expert, sh_logit, y_shared)]
+    if residual is not None:
+        args.append(residual if isinstance(residual, mx.array) else mx.array(residual))
+    fn = _COMPILED[residual is not None] if compiled else (_mlx_combine_residual if residual is not None else _mlx_combine)
+    return fn(*args)

@@ -1,0 +1,125 @@
+"""The kernels against the float64 oracle on every backend present (host always; cuda/metal when there)."""
+from __future__ import annotations
+
+import itertools
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from moe_reduce import kernels
+from moe_reduce.check import rel_error, tolerance
+from moe_reduce.inputs import make_inputs
+from moe_reduce.reference import reference_f64
+
+BACKENDS = list(kernels.available_backends())
+VARIANTS = list(kernels.VARIANTS)
+NAN = float("nan")
+
+
+def run_checked(x, backend: str, variant: str, dtype: str = "float32") -> np.ndarray:
+    """Run on poisoned (NaN) outputs, assert against the oracle of the same rounded inputs, return out."""
+    args = x.mlx(dtype)
+    out = kernels.moe_weighted_reduce(*args, backend=backend, variant=variant, init_value=NAN)
+    ref = reference_f64(*args)
+    err = rel_error(out, ref)
+    assert err < tolerance(dtype), f"{backend}/{variant}/{dtype}: rel error {err}"
+    return np.array(out.astype(mx.float32))
+
+
+AWKWARD = list(itertools.product([1, 3], [1, 255, 257, 1000], [1, 8, 10]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n_tokens,h,top_k", AWKWARD)
+def test_awkward_sizes_f32(backend, variant, n_tokens, h, top_k):
+    for residual in (True, False):
+        x = make_inputs(n_tokens, h, top_k, residual=residual, seed=n_tokens * 7919 + h * 31 + top_k)
+        run_checked(x, backend, variant)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("n_tokens,h,top_k", [(1, 2048, 8), (3, 257, 10), (3, 1000, 1), (2, 8, 2)])
+def test_half_precision(backend, variant, dtype, n_tokens, h, top_k):
+    for residual in (True, False):
+        run_checked(make_inputs(n_tokens, h, top_k, residual=residual, seed=h + top_k), backend, variant, dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_large_gate_logits(backend, variant):
+    x = make_inputs(4, 64, 8, seed=5)
+    x.sh_logit[:] = [100.0, -100.0, 1000.0, -1000.0]
+    out = run_checked(x, backend, variant)
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nan_inputs_propagate(backend, variant):
+    x = make_inputs(3, 40, 8, seed=6)
+    x.y_expert[1 * 8 + 3, 17] = np.nan  # token 1, slot 3, h 17: only out[1, 17]
+    x.sh_logit[2] = np.nan  # token 2: its whole row
+    out = np.array(kernels.moe_weighted_reduce(*x.mlx(), backend=backend, variant=variant))
+    expected = np.zeros_like(out, dtype=bool)
+    expected[1, 17] = True
+    expected[2, :] = True
+    np.testing.assert_array_equal(np.isnan(out), expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_tokens=st.integers(1, 9), h=st.integers(1, 700), top_k=st.integers(1, 12), residual=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_random_shapes(backend, variant, n_tokens, h, top_k, residual, seed):
+    run_checked(make_inputs(n_tokens, h, top_k, residual=residual, seed=seed), backend, variant)
+
+
+def test_three_d_y_expert_accepted():
+    x = make_inputs(3, 33, 4, seed=8)
+    w, y, s, ys, r = x.mlx()
+    out = kernels.moe_weighted_reduce(w, y.reshape(3, 4, 33), s, ys, r, init_value=NAN)
+    assert rel_error(out, reference_f64(*x.args())) < tolerance("float32")
+
+
+def test_run_info_names_what_ran():
+    x = make_inputs(2, 300, 8, seed=9)
+    _, info = kernels.moe_weighted_reduce(*x.mlx(), variant="vec", return_info=True)
+    assert info.backend == BACKENDS[0] and info.variant == "vec"
+    assert info.grid == (150, 1, 1)  # 2 tokens x 300 outputs / 4 per thread
+    assert info.threadgroup == (150, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "change,error,match",
+    [
+        (lambda a: {**a, "y_expert": a["y_expert"][:-1]}, ValueError, r"y_expert: expected shape \(24, 16\)"),
+        (lambda a: {**a, "residual": a["residual"][:, :3]}, ValueError, r"residual: expected shape \(3, 16\)"),
+        (lambda a: {**a, "y_shared": a["y_shared"].astype(mx.float16)}, TypeError, r"y_shared: expected dtype float32"),
+        (lambda a: {k: (v.astype(mx.int32) if k == "y_expert" else v) for k, v in a.items()}, TypeError, "y_expert"),
+        (lambda a: {k: np.array(v, np.float64) for k, v in a.items()}, TypeError, r"float64"),
+    ],
+)
+def test_bad_input_raises_before_any_kernel(monkeypatch, change, error, match):
+    def no_kernel(*_args, **_kw):
+        raise AssertionError("a kernel was built for a bad call")
+
+    monkeypatch.setattr(kernels, "build", no_kernel)
+    x = make_inputs(3, 16, 8, seed=10)
+    args = dict(zip(["expert_w", "y_expert", "sh_logit", "y_shared", "residual"], x.mlx()))
+    with pytest.raises(error, match=match):
+        kernels.moe_weighted_reduce(**change(args))
+
+
+def test_unknown_variant_and_backend():
+    x = make_inputs(1, 8, 1)
+    with pytest.raises(ValueError, match="variant"):
+        kernels.moe_weighted_reduce(*x.mlx(), variant="nope")
+    with pytest.raises(ValueError, match="backend"):
+        kernels.moe_weighted_reduce(*x.mlx(), backend="opencl")
