@@ -4,9 +4,10 @@
 //   out[t,h] = sum_k expert_w[t,k] * y_expert[t*K + k, h]
 //            + sigmoid(sh_logit[t]) * y_shared[t,h]   (+ residual[t,h] when HAS_RESIDUAL)
 // Template: T = activation dtype; NV = vectors per thread; HAS_RESIDUAL;
-// ALIGNED = H is a multiple of W (every row starts on a vector boundary) and the
-// vector-read arrays have >= 8 elements: MLX passes smaller ones in Metal's
-// constant address space, and a pointer cast must keep the address space.
+// ALIGNED = H is a multiple of W, so every row starts on a vector boundary.
+// The host runs the scalar kernel instead when n_tokens*h < 8: MLX then passes
+// y_shared in Metal's constant address space, and these casts to device pointers
+// would not compile.
 // Grid, counted in threads: n_tokens * G threads, G = ceil(H / W) per token row.
 constexpr int W = 4 * NV;
 typedef metal::vec<T, 4> V;
@@ -52,7 +53,7 @@ if (ALIGNED) {  // whole vectors: 16-byte loads and stores
         }
         o[v] = ov;
     }
-} else {  // rows not vector-aligned, or the last W outputs of a row: one element at a time
+} else {  // rows not vector-aligned (H not a multiple of W): one element at a time
     const uint n = (H - h0 < uint(W)) ? H - h0 : uint(W);
     for (uint i = 0; i < n; ++i) {
         float a = 0.0f;

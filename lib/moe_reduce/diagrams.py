@@ -81,3 +81,117 @@ def draw_moe_block(ax: Axes | None = None, *, dpi: int = 100) -> Figure:
     ax.set_title("Where the combine step sits in one MoE block (T tokens, hidden size H, top-k K of E experts)",
                  fontsize=10)
     return fig
+
+
+def thread_cells(n_tokens: int, top_k: int, h: int, w: int = 1) -> list[dict]:
+    """Which data each thread of the combine kernel touches, for a grid of n_tokens * ceil(h / w)
+    threads (w = outputs per thread: 1 for 'scalar', 4 for 'vec' in float32). One dict per thread i:
+    t, cols (the output columns it makes), reads (the (row, col) cells of y_expert it reads) and
+    writes (the (t, col) cells of out it writes; y_shared and residual are read at the same cells)."""
+    if min(n_tokens, top_k, h, w) < 1:
+        raise ValueError(f"n_tokens, top_k, h, w: expected all >= 1, got {(n_tokens, top_k, h, w)}")
+    groups = -(-h // w)
+    threads = []
+    for i in range(n_tokens * groups):
+        t, g = divmod(i, groups)
+        cols = list(range(g * w, min(g * w + w, h)))
+        threads.append(dict(i=i, t=t, cols=cols,
+                            reads=[(t * top_k + k, c) for k in range(top_k) for c in cols],
+                            writes=[(t, c) for c in cols]))
+    return threads
+
+
+def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, highlight: int, title: str) -> None:
+    """One panel of draw_thread_map: thread boxes on top, y_expert and out grids below."""
+    from matplotlib.patches import Rectangle
+
+    threads = thread_cells(n_tokens, top_k, h, w)
+    cmap = plt.get_cmap("tab20" if len(threads) > 10 else "tab10")
+    color = {th["i"]: cmap(th["i"] % cmap.N) for th in threads}
+    rows = n_tokens * top_k
+    y_top = rows + 3.2  # bottom edge of the thread boxes
+    out_x = h + 2.5  # left edge of the out grid
+    hl = threads[highlight]
+
+    def cell(x: float, y: float, fc, text: str, wd: float = 1.0, bold: bool = False) -> None:
+        ax.add_patch(Rectangle((x, y), wd, 1, fc=fc, ec="#555555", lw=0.6, alpha=0.6))
+        ax.text(x + wd / 2, y + 0.5, text, ha="center", va="center", fontsize=7,
+                weight="bold" if bold else "normal")
+
+    # Threads: box i sits over the flat output positions it makes (t*h + cols).
+    for th in threads:
+        x0 = th["t"] * h + th["cols"][0]
+        label = f"{th['i']}" if w == 1 else f"thread {th['i']}\nt={th['t']}, h={th['cols'][0]}..{th['cols'][-1]}"
+        cell(x0, y_top, color[th["i"]], label, wd=len(th["cols"]), bold=th["i"] == highlight)
+    ax.text(-0.3, y_top + 0.5, "threads", ha="right", va="center", fontsize=8)
+    groups = -(-h // w)
+    ax.text(n_tokens * h / 2, y_top + 1.25,
+            f"i = thread_position_in_grid.x;  t = i / G,  h0 = (i % G)·W   (G = {groups}, W = {w})",
+            ha="center", va="bottom", fontsize=7, family="monospace", color="#444444")
+
+    # y_expert: (T·K) × H, row t·K + k; each cell shows the thread that reads it.
+    who = {}
+    for th in threads:
+        for r, c in th["reads"]:
+            who[(r, c)] = th["i"]
+    for r in range(rows):
+        y = rows - 1 - r
+        for c in range(h):
+            cell(c, y, color[who[(r, c)]], str(who[(r, c)]))
+        ax.text(-0.3, y + 0.5, f"t{r // top_k} k{r % top_k}", ha="right", va="center", fontsize=7)
+    for t in range(1, n_tokens):
+        ax.plot([0, h], [rows - t * top_k] * 2, color="black", lw=1.5)
+    for c in range(h):
+        ax.text(c + 0.5, rows + 0.15, str(c), ha="center", va="bottom", fontsize=7, color="#444444")
+    ax.text(h / 2, rows + 0.9, "y_expert  (T·K rows × H columns)", ha="center", va="bottom", fontsize=8)
+
+    # out: T × H; each cell shows the thread that writes it.
+    for t in range(n_tokens):
+        y = rows - 1 - t
+        for c in range(h):
+            i = next(th["i"] for th in threads if (t, c) in th["writes"])
+            cell(out_x + c, y, color[i], str(i))
+        ax.text(out_x - 0.3, y + 0.5, f"t{t}", ha="right", va="center", fontsize=7)
+    for c in range(h):
+        ax.text(out_x + c + 0.5, rows + 0.15, str(c), ha="center", va="bottom", fontsize=7, color="#444444")
+    ax.text(out_x + h / 2, rows + 0.9, "out  (T × H)", ha="center", va="bottom", fontsize=8)
+
+    # The highlighted thread: outline what it reads and writes, arrows from its box.
+    c0, nc, t = hl["cols"][0], len(hl["cols"]), hl["t"]
+    read_box = (c0, rows - (t + 1) * top_k, nc, top_k)
+    write_box = (out_x + c0, rows - 1 - t, nc, 1)
+    for x, y, wd, ht in (read_box, write_box):
+        ax.add_patch(Rectangle((x, y), wd, ht, fill=False, ec="black", lw=2.2))
+    src = (t * h + c0 + nc / 2, y_top)
+    arrow = dict(arrowstyle="-|>", color="black", lw=1.3, shrinkA=1, shrinkB=1)
+    ax.annotate("", xy=(read_box[0] + nc / 2, read_box[1] + top_k), xytext=src, arrowprops=arrow)
+    ax.annotate("", xy=(write_box[0] + nc / 2, write_box[1] + 1), xytext=src, arrowprops=arrow)
+    ax.text(read_box[0] + nc / 2, read_box[1] - 0.15, "reads", ha="center", va="top", fontsize=7,
+            weight="bold")
+    ax.text(write_box[0] + nc / 2, write_box[1] - 0.15, "writes", ha="center", va="top", fontsize=7,
+            weight="bold")
+
+    ax.set_xlim(-2.2, max(n_tokens * h, out_x + h) + 0.3)
+    ax.set_ylim(-0.9, y_top + 2.1)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9, loc="left")
+
+
+def draw_thread_map(n_tokens: int = 2, top_k: int = 3, h: int = 8, *, vec_width: int = 4,
+                    highlight: tuple[int, int] = (1, 5), dpi: int = 100) -> Figure:
+    """GPU-Puzzles-style picture of the combine kernel's threads: for the scalar variant (one output
+    per thread) and the vec variant (vec_width consecutive outputs per thread), every cell of y_expert
+    and out is labelled and coloured with the thread that reads or writes it; the thread making output
+    `highlight` = (t, h) is outlined, with arrows to what it reads and writes. Returns the figure."""
+    t_hl, h_hl = highlight
+    fig, axes = plt.subplots(2, 1, figsize=(8, 2 * (0.36 * (n_tokens * top_k + 6.5))), dpi=dpi)
+    groups = -(-h // vec_width)
+    _draw_thread_panel(axes[0], n_tokens, top_k, h, 1, t_hl * h + h_hl,
+                       f"scalar: {n_tokens * h} threads, one output each — thread i makes out[i // H, i % H]")
+    _draw_thread_panel(axes[1], n_tokens, top_k, h, vec_width, t_hl * groups + h_hl // vec_width,
+                       f"vec (float32): {n_tokens * groups} threads, {vec_width} consecutive outputs each "
+                       f"(one 16-byte load per y_expert row)")
+    fig.suptitle(f"Which thread touches which data (T={n_tokens}, K={top_k}, H={h})", fontsize=10)
+    fig.tight_layout()
+    return fig

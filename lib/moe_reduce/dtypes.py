@@ -7,13 +7,14 @@ import numpy as np
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 FLOATING = tuple(ITEMSIZE)
 MLX_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
+_MLX_NAMES = {d: str(d).rsplit(".", 1)[-1] for d in vars(mx).values() if isinstance(d, mx.Dtype)}
 
 
 def dtype_name(x) -> str:
     """Plain dtype name ('float32', 'bfloat16', ...) of a NumPy or MLX array or dtype."""
     dt = getattr(x, "dtype", x)
     if isinstance(dt, mx.Dtype):
-        return str(dt).rsplit(".", 1)[-1]
+        return _MLX_NAMES[dt]
     return np.dtype(dt).name
 
 

@@ -110,6 +110,12 @@ def outputs_per_thread(variant: str, dtype: str) -> int:
     return 1 if variant == "scalar" else 16 // to_mlx_dtype(dtype).size
 
 
+def effective_variant(variant: str, p: Problem) -> str:
+    """The variant that runs: 'vec' falls back to 'scalar' when n_tokens*h < 8 (see the vec shader)."""
+    kernel_source(variant)  # checks the name
+    return "scalar" if variant == "vec" and p.n_tokens * p.h < 8 else variant
+
+
 def launch_config(variant: str, p: Problem, threads: int = 256) -> tuple[tuple, tuple, list]:
     """Grid and threadgroup in threads (MLX's convention: a 1-D grid of n_tokens * ceil(h / W)
     threads) and the template arguments for one call."""
@@ -119,7 +125,7 @@ def launch_config(variant: str, p: Problem, threads: int = 256) -> tuple[tuple, 
         raise ValueError(f"n_tokens * h: expected under 2^31 threads ({w} outputs each), got {n}")
     template = [("T", to_mlx_dtype(p.dtype)), ("HAS_RESIDUAL", p.residual)]
     if variant == "vec":
-        aligned = p.h % w == 0 and p.n_tokens * p.h >= 8
+        aligned = p.h % w == 0
         template += [("NV", w // 4), ("ALIGNED", aligned)]
     return (n, 1, 1), (min(threads, n), 1, 1), template
 
@@ -145,6 +151,7 @@ def moe_weighted_reduce(expert_w, y_expert, sh_logit, y_shared, residual=None, *
     Arguments are checked before anything runs; `init_value` pre-fills the output (NaN poisons it)."""
     p = validate(expert_w, y_expert, sh_logit, y_shared, residual, allowed=KERNEL_DTYPES)
     backend = pick_backend(backend)
+    variant = effective_variant(variant, p)
     kernel = build(variant, backend)
     grid, group, template = launch_config(variant, p, threads)
     y = _as_mx(y_expert).reshape(p.n_tokens * p.top_k, p.h)

@@ -23,7 +23,7 @@ def _shape(name: str, x) -> tuple[int, ...]:
     shape = getattr(x, "shape", None)
     if shape is None or not hasattr(x, "dtype"):
         raise TypeError(f"{name}: expected an array (numpy.ndarray or mlx.core.array), got {type(x).__name__}")
-    return tuple(int(s) for s in shape)
+    return tuple(shape)
 
 
 def _expect_shape(name: str, x, expected: tuple[int, ...], meaning: str) -> None:

@@ -1,0 +1,43 @@
+"""Tests of moe_reduce.diagrams: the thread → data map the notebook draws."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from moe_reduce.diagrams import draw_thread_map, thread_cells  # noqa: E402
+
+
+@pytest.mark.parametrize("n_tokens,top_k,h,w", [(2, 3, 8, 1), (2, 3, 8, 4), (3, 2, 10, 4), (1, 1, 1, 8)])
+def test_every_cell_touched_by_exactly_one_thread(n_tokens, top_k, h, w):
+    threads = thread_cells(n_tokens, top_k, h, w)
+    assert len(threads) == n_tokens * -(-h // w)
+    reads = [cell for th in threads for cell in th["reads"]]
+    writes = [cell for th in threads for cell in th["writes"]]
+    assert sorted(reads) == [(r, c) for r in range(n_tokens * top_k) for c in range(h)]
+    assert sorted(writes) == [(t, c) for t in range(n_tokens) for c in range(h)]
+
+
+def test_scalar_thread_i_makes_output_i():
+    for th in thread_cells(2, 3, 8):
+        t, h = divmod(th["i"], 8)
+        assert th["writes"] == [(t, h)] and th["reads"] == [(t * 3 + k, h) for k in range(3)]
+
+
+def test_vec_tail_thread_is_short():
+    last = thread_cells(1, 2, 10, 4)[-1]
+    assert last["cols"] == [8, 9]
+
+
+def test_bad_sizes():
+    with pytest.raises(ValueError, match="expected all >= 1"):
+        thread_cells(0, 3, 8)
+
+
+def test_draw_thread_map_has_two_panels_and_titles():
+    fig = draw_thread_map()
+    assert len(fig.axes) == 2 and "T=2, K=3, H=8" in fig._suptitle.get_text()
+    assert all(ax.get_title(loc="left") for ax in fig.axes)
+    plt.close(fig)
