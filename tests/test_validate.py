@@ -20,7 +20,7 @@ def _arr(backend: str, shape, dtype: str = "float32"):
     """A zero array of this shape and dtype name in NumPy or MLX."""
     if backend == "numpy":
         return np.zeros(shape, np.dtype(dtype))
-    return mx.zeros(shape, dtype=getattr(mx, dtype))
+    return mx.zeros(shape, dtype=getattr(mx, dtype), stream=mx.cpu)  # float64 exists on MLX's CPU only
 
 
 def _good(backend: str) -> dict:
