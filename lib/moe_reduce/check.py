@@ -30,10 +30,3 @@ def tolerance(dtype) -> float:
     """The accepted relative error for inputs of this dtype (a name, NumPy or MLX dtype or array)."""
     return TOLERANCE[dtype if isinstance(dtype, str) else dtype_name(dtype)]
 
-
-def assert_close(out, ref, dtype) -> float:
-    """Assert rel_error(out, ref) is under the dtype's tolerance; return the error."""
-    err = rel_error(out, ref)
-    tol = tolerance(dtype)
-    assert err < tol, f"relative error {err:.3e} is not under the {dtype_name(dtype) if not isinstance(dtype, str) else dtype} tolerance {tol:.0e}"
-    return err
