@@ -472,30 +472,32 @@ def copy_ceilings(processor: str, nbytes: int, cfg: TimerConfig, backend: str | 
     fresh allocation's page faults per call, which is not the memory's limit)."""
     n = nbytes // 4
     found = {}
+
+    def rate(call: Callable[[int], Any], sync: Callable[[list], None], max_batch: int | None = 4) -> float:
+        """GB/s of one copy method: 2 * nbytes over its median time per call."""
+        return gbps(2 * nbytes, time_calls(call, sync, cfg=cfg, max_batch=max_batch).median)
+
     with mx.stream(mx.Device(mx.gpu if processor == "gpu" else mx.cpu)):
         x = mx.ones((n,), mx.float32)
         mx.eval(x)
-        found["mlx x + 1"] = gbps(2 * nbytes, time_calls(scheduled(lambda i: x + 1), sync_mlx, cfg=cfg,
-                                                        max_batch=4).median)
+        found["mlx x + 1"] = rate(scheduled(lambda i: x + 1), sync_mlx)
         if processor == "gpu" and backend in ("cuda", "metal"):
             from . import kernels
 
             copy = kernels.compile_shader("copy.metal", ("x",), backend)
-            call = scheduled(lambda i: copy(inputs=[x], grid=(n // 4, 1, 1), threadgroup=(256, 1, 1),
-                                            output_shapes=[(n,)], output_dtypes=[mx.float32])[0])
-            found["copy.metal kernel"] = gbps(2 * nbytes, time_calls(call, sync_mlx, cfg=cfg, max_batch=4).median)
+            found["copy.metal kernel"] = rate(scheduled(lambda i: copy(
+                inputs=[x], grid=(n // 4, 1, 1), threadgroup=(256, 1, 1), output_shapes=[(n,)],
+                output_dtypes=[mx.float32])[0]), sync_mlx)
     torch = import_torch_cuda() if processor == "gpu" else None
     if torch is not None:
         a = torch.ones(n, device="cuda")
         b = torch.empty_like(a)
-        found["torch y.copy_(x)"] = gbps(2 * nbytes, time_calls(lambda i: b.copy_(a), lambda outs: torch.cuda.synchronize(),
-                                                                cfg=cfg, max_batch=4).median)
+        found["torch y.copy_(x)"] = rate(lambda i: b.copy_(a), lambda outs: torch.cuda.synchronize())
         del a, b
     if processor == "cpu":
         a = np.ones(n, np.float32)
         b = np.empty_like(a)
-        found["numpy add(x, 1, out=y)"] = gbps(2 * nbytes, time_calls(lambda i: np.add(a, 1, out=b), sync_none,
-                                                                       cfg=cfg).median)
+        found["numpy add(x, 1, out=y)"] = rate(lambda i: np.add(a, 1, out=b), sync_none, max_batch=None)
     return found
 
 
