@@ -32,7 +32,7 @@ def test_timer_fake_clock_exact():
     """Constant 2^-10 s calls give exactly that per call, in batches long enough to fill batch_s (2^-6 s)."""
     clock = FakeClock()
     cfg = bench.TimerConfig(warmup=2, repeats=7, batch_s=2**-6)
-    t = bench.time_calls(lambda i: clock.spend(2**-10), bench.sync_none, cfg=cfg, clock=clock)
+    t = bench.time_calls(lambda i, prev: clock.spend(2**-10), bench.sync_none, cfg=cfg, clock=clock)
     assert t.median == t.p20 == t.p80 == 2**-10
     assert t.calls == 16 and len(t.samples) == 7
 
@@ -42,7 +42,7 @@ def test_timer_percentiles_and_rotation():
     clock, seen = FakeClock(), []
     costs = itertools.cycle([1e-3, 2e-3, 3e-3, 4e-3, 5e-3])
 
-    def call(i: int) -> None:
+    def call(i: int, prev) -> None:
         seen.append(i)
         clock.spend(next(costs))
 
@@ -54,10 +54,41 @@ def test_timer_percentiles_and_rotation():
     assert set(seen[:7]) == set(range(7)) and max(seen) == 6
 
 
+def test_timer_chains_calls_and_flushes_in_groups():
+    """Each call gets the previous call's output (None first in a batch); flush sees every 4th output and the last."""
+    clock, log, flushed = FakeClock(), [], []
+
+    def call(i: int, prev):
+        log.append(prev)
+        clock.spend(1e-3)
+        return len(log)  # this call's "output": its position in the log
+
+    cfg = bench.TimerConfig(warmup=0, repeats=3, batch_s=10e-3, max_s=1e9)
+    t = bench.time_calls(call, bench.sync_none, cfg=cfg, clock=clock, flush=lambda outs: flushed.extend(outs), group=4)
+    assert t.calls == 10 and t.median == pytest.approx(1e-3)
+    last = log[-10:]  # the final timed batch
+    assert last[0] is None and last[1:] == list(range(len(log) - 9, len(log)))
+    start = len(log) - 10
+    assert flushed[-3:] == [start + 4, start + 8, start + 10]
+
+
+def test_chained_replaces_residual_then_y_shared():
+    """The previous output takes the residual's place, or y_shared's without a residual, or nothing."""
+    args = lambda res, shared: ("w", "y", "s" if shared else None, "ys" if shared else None, "r" if res else None)
+    for (res, shared), slot in {(True, True): 4, (True, False): 4, (False, True): 3, (False, False): None}.items():
+        call, linked = bench.chained(lambda *a: a, [args(res, shared)])
+        assert linked == (slot is not None)
+        assert call(0, None) == args(res, shared)
+        expected = list(args(res, shared))
+        if slot is not None:
+            expected[slot] = "prev"
+        assert call(0, "prev") == tuple(expected)
+
+
 def test_timer_sleep():
     """A 2 ms sleep measures between 2 and 10 ms per call on the wall clock."""
     cfg = bench.TimerConfig(warmup=1, repeats=3, batch_s=0.01)
-    t = bench.time_calls(lambda i: time.sleep(0.002), bench.sync_none, cfg=cfg)
+    t = bench.time_calls(lambda i, prev: time.sleep(0.002), bench.sync_none, cfg=cfg)
     assert 0.002 <= t.p20 <= t.median <= t.p80 < 0.01
 
 
@@ -71,14 +102,14 @@ def test_bytes_and_gbps():
 
 def test_rotation_sets():
     """Sets rotate until their bytes pass the rotation size, within max_sets; at least one."""
-    b = bench.Budget(rotation_bytes=1000, max_sets=8, size_limit=10**6, batch_bytes=10**6, ceiling_bytes=10**6)
+    b = bench.Budget(rotation_bytes=1000, max_sets=8, size_limit=10**6, ceiling_bytes=10**6)
     assert [bench.n_sets(n, b) for n in (10, 300, 1000, 5000)] == [8, 4, 1, 1]
 
 
 def test_plan_skips_over_budget():
     """A size over the memory budget is listed as skipped, not planned."""
     s = bench.default_settings(quick=True, dtypes=("float32",))
-    s.budgets = {p: bench.Budget(1 << 20, 4, 1 << 20, 1 << 20, 1 << 20) for p in s.budgets}
+    s.budgets = {p: bench.Budget(1 << 20, 4, 1 << 20, 1 << 20) for p in s.budgets}
     tasks, skipped = bench.plan_tasks(s, {"numpy": bench.numpy_impl()})
     assert all(bench.problem_bytes(z.n_tokens, z.h, z.top_k, "float32", True) <= 1 << 20 for z, _, _ in tasks)
     assert tasks and skipped and "numpy" in skipped[0]
@@ -87,7 +118,7 @@ def test_plan_skips_over_budget():
 def _row(**kw) -> bench.Row:
     """A row with plausible values, overridden by keywords."""
     base = dict(device="dev", backend="b", impl="mlx", dtype="float32", n_tokens=4, h=2048, top_k=8, residual=True,
-                bytes=1234, median_us=1.5, p20_us=1.25, p80_us=2.0, gbps=0.1 / 3, pct_of_ceiling=12.5,
+                shared=True, bytes=1234, median_us=1.5, p20_us=1.25, p80_us=2.0, gbps=0.1 / 3, pct_of_ceiling=12.5,
                 rel_error=3e-8, calls=10, sets=2)
     return bench.Row(**{**base, **kw})
 

@@ -36,8 +36,8 @@ AWKWARD = list(itertools.product([1, 3], [1, 255, 257, 1000], [1, 8, 10]))
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("n_tokens,h,top_k", AWKWARD)
 def test_awkward_sizes_f32(backend, variant, n_tokens, h, top_k):
-    for residual in (True, False):
-        x = make_inputs(n_tokens, h, top_k, residual=residual, seed=n_tokens * 7919 + h * 31 + top_k)
+    for residual, shared in itertools.product((True, False), repeat=2):
+        x = make_inputs(n_tokens, h, top_k, residual=residual, shared=shared, seed=n_tokens * 7919 + h * 31 + top_k)
         run_checked(x, backend, variant)
 
 
@@ -46,8 +46,9 @@ def test_awkward_sizes_f32(backend, variant, n_tokens, h, top_k):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("n_tokens,h,top_k", [(1, 2048, 8), (3, 257, 10), (3, 1000, 1), (2, 8, 2)])
 def test_half_precision(backend, variant, dtype, n_tokens, h, top_k):
-    for residual in (True, False):
-        run_checked(make_inputs(n_tokens, h, top_k, residual=residual, seed=h + top_k), backend, variant, dtype)
+    for residual, shared in itertools.product((True, False), repeat=2):
+        x = make_inputs(n_tokens, h, top_k, residual=residual, shared=shared, seed=h + top_k)
+        run_checked(x, backend, variant, dtype)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -76,9 +77,54 @@ def test_nan_inputs_propagate(backend, variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n_tokens=st.integers(1, 9), h=st.integers(1, 700), top_k=st.integers(1, 12), residual=st.booleans(),
-       seed=st.integers(0, 2**31))
-def test_random_shapes(backend, variant, n_tokens, h, top_k, residual, seed):
-    run_checked(make_inputs(n_tokens, h, top_k, residual=residual, seed=seed), backend, variant)
+       shared=st.booleans(), seed=st.integers(0, 2**31))
+def test_random_shapes(backend, variant, n_tokens, h, top_k, residual, shared, seed):
+    run_checked(make_inputs(n_tokens, h, top_k, residual=residual, shared=shared, seed=seed), backend, variant)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cached_launches_still_check_every_call(backend):
+    """After a good call is cached (plan on the host path, the compiled launch on a GPU), a call with a new
+    shape or a non-array is still checked and refused with the argument's name."""
+    x = make_inputs(2, 64, 4, seed=11)
+    args = x.mlx()
+    for _ in range(2):
+        kernels.moe_weighted_reduce(*args, backend=backend, variant="vec")
+    with pytest.raises(ValueError, match=r"^residual: expected shape \(2, 64\)"):
+        kernels.moe_weighted_reduce(*args[:4], args[4][:, :63], backend=backend, variant="vec")
+    with pytest.raises(TypeError, match=r"^y_shared: expected dtype float32"):
+        kernels.moe_weighted_reduce(*args[:3], args[3].astype(mx.float16), args[4], backend=backend, variant="vec")
+    with pytest.raises(TypeError, match=r"^y_expert: expected an array"):
+        kernels.moe_weighted_reduce(args[0], [[1.0] * 64] * 8, *args[2:], backend=backend)
+
+
+def test_plan_is_cached_per_signature():
+    """The host path validates and plans once per (shape, dtype) signature and reuses the plan."""
+    args = make_inputs(2, 64, 4, seed=12).mlx()
+    kernels.moe_weighted_reduce(*args, backend="host", variant="vec")
+    hits = kernels.plan.cache_info().hits
+    kernels.moe_weighted_reduce(*args, backend="host", variant="vec")
+    assert kernels.plan.cache_info().hits == hits + 1
+
+
+GPU_BACKENDS = [b for b in BACKENDS if b != "host"]
+
+
+@pytest.mark.skipif(not GPU_BACKENDS, reason="compiled launches are used on a GPU backend only")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_compiled_launch_matches_poisoned_run(variant):
+    """The compiled launch (no init_value) gives bit for bit the output of the NaN-poisoned plain launch, so
+    it writes every element, and it meets the oracle; new shapes, dtypes and absent inputs retrace it."""
+    backend = GPU_BACKENDS[0]
+    cases = [((1, 2048, 8), "float32", True, True), ((3, 257, 10), "bfloat16", False, True),
+             ((3, 1000, 1), "float16", True, False), ((2, 8, 2), "float32", False, False),
+             ((1, 2048, 8), "bfloat16", True, True), ((5, 2048, 10), "float32", True, True)]
+    for (t, h, k), dtype, residual, shared in cases:
+        args = make_inputs(t, h, k, residual=residual, shared=shared, seed=t * h + k).mlx(dtype)
+        fast = kernels.moe_weighted_reduce(*args, backend=backend, variant=variant)
+        poisoned = kernels.moe_weighted_reduce(*args, backend=backend, variant=variant, init_value=NAN)
+        assert rel_error(fast, reference_f64(*args)) < tolerance(dtype)
+        np.testing.assert_array_equal(np.array(fast.astype(mx.float32)), np.array(poisoned.astype(mx.float32)))
 
 
 def test_three_d_y_expert_accepted():
@@ -94,12 +140,17 @@ def test_run_info_names_what_ran():
     assert info.backend == BACKENDS[0] and info.variant == "vec"
     assert info.grid == (150, 1, 1)  # 2 tokens x 300 outputs / 4 per thread
     assert info.threadgroup == (150, 1, 1)
+    assert dict(info.template)["TOP_K"] == 0 and dict(info.template)["HAS_SHARED"] is True
+    _, info = kernels.moe_weighted_reduce(x.expert_w, x.y_expert, residual=x.residual, variant="vec_k",
+                                          return_info=True)
+    assert dict(info.template)["TOP_K"] == 8 and dict(info.template)["HAS_SHARED"] is False
 
 
 @pytest.mark.parametrize(
     "change,error,match",
     [
-        (lambda a: {**a, "y_expert": a["y_expert"][:-1]}, ValueError, r"y_expert: expected shape \(24, 16\)"),
+        (lambda a: {**a, "y_expert": a["y_expert"][:-1]}, ValueError, r"y_expert: expected shape .* got \(23, 16\)"),
+        (lambda a: {**a, "sh_logit": None}, ValueError, r"sh_logit: expected an array because y_shared is given"),
         (lambda a: {**a, "residual": a["residual"][:, :3]}, ValueError, r"residual: expected shape \(3, 16\)"),
         (lambda a: {**a, "y_shared": a["y_shared"].astype(mx.float16)}, TypeError, r"y_shared: expected dtype float32"),
         (lambda a: {k: (v.astype(mx.int32) if k == "y_expert" else v) for k, v in a.items()}, TypeError, "y_expert"),

@@ -48,6 +48,18 @@ def test_float32_matches_oracle(impl, residual, n_tokens, h, top_k):
     assert err < tolerance("float32"), f"{impl}: relative error {err:.3e}"
 
 
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("n_tokens,h,top_k", [(1, 257, 8), (3, 255, 10), (17, 1, 1)])
+def test_no_shared_expert(impl, n_tokens, h, top_k):
+    """Without sh_logit and y_shared the op is the routed sum plus the residual; the oracle says so by hand."""
+    inp = make_inputs(n_tokens, h, top_k, shared=False, seed=_seed(n_tokens, h, top_k, 0) + 3)
+    ref = reference_f64(*inp.args())
+    by_hand = np.einsum("tk,tkh->th", inp.expert_w.astype(np.float64),
+                        inp.y_expert.reshape(n_tokens, top_k, h).astype(np.float64)) + inp.residual
+    np.testing.assert_allclose(ref, by_hand, rtol=1e-12, atol=1e-12)
+    assert rel_error(IMPLS[impl](*inp.args()), ref) < tolerance("float32")
+
+
 def test_shapes_cover_every_value():
     for axis, values in enumerate((N_TOKENS, HS, TOP_KS)):
         assert {s[axis] for s in SHAPES} == set(values)
@@ -176,8 +188,10 @@ def test_model_presets_shapes(name, residual):
     inp = model_inputs(name, n_tokens=t, residual=residual)
     assert inp.expert_w.shape == (t, m.top_k)
     assert inp.y_expert.shape == (t * m.top_k, m.h)
-    assert inp.sh_logit.shape == (t,)
-    assert inp.y_shared.shape == (t, m.h)
+    if m.gated_shared:
+        assert inp.sh_logit.shape == (t,) and inp.y_shared.shape == (t, m.h)
+    else:  # no gated shared expert: the op is the routed sum (plus the residual)
+        assert inp.sh_logit is None and inp.y_shared is None
     assert (inp.residual is None) == (not residual)
     if residual:
         assert inp.residual.shape == (t, m.h)
@@ -198,4 +212,7 @@ def test_bytes_moved_hand_counted():
     # flops: per output element 3 multiply-adds (routed) + 1 (shared) + 1 add (residual) = 9.
     assert flops(2, 3, 4, residual=True) == 8 * 9 == 72
     assert flops(2, 3, 4, residual=False) == 8 * 8
+    # No shared expert: y_shared and sh_logit are not read, and 2 flops per output fewer.
+    assert bytes_moved(2, 3, 4, "float32", residual=True, shared=False) == (24 + 8 + 8) * 4 + 6 * 4 == 184
+    assert flops(2, 3, 4, residual=False, shared=False) == 8 * 6
     assert arithmetic_intensity(2, 3, 4) == 72 / 224

@@ -44,20 +44,30 @@ CASES = [
      "expert_w: expected shape (n_tokens, top_k) with both >= 1, got (0, 3)"),
     ("zero_top_k", {"expert_w": ((T, 0), "float32")}, ValueError,
      "expert_w: expected shape (n_tokens, top_k) with both >= 1, got (2, 0)"),
-    ("zero_h", {"y_shared": ((T, 0), "float32")}, ValueError,
-     "y_shared: expected shape (2, h) = (n_tokens, h) with h >= 1, got (2, 0)"),
+    ("zero_h", {"y_expert": ((T * K, 0), "float32")}, ValueError,
+     "y_expert: expected shape (n_tokens*top_k, h) = (6, h) or (n_tokens, top_k, h) = (2, 3, h) with h >= 1, "
+     "got (6, 0)"),
     ("y_expert_wrong_rows", {"y_expert": ((T * K + 1, H), "float32")}, ValueError,
-     "y_expert: expected shape (6, 4) = (n_tokens*top_k, h) or (2, 3, 4) = (n_tokens, top_k, h), got (7, 4)"),
-    ("y_expert_wrong_h", {"y_expert": ((T * K, H + 1), "float32")}, ValueError,
-     "y_expert: expected shape (6, 4) = (n_tokens*top_k, h) or (2, 3, 4) = (n_tokens, top_k, h), got (6, 5)"),
+     "y_expert: expected shape (n_tokens*top_k, h) = (6, h) or (n_tokens, top_k, h) = (2, 3, h) with h >= 1, "
+     "got (7, 4)"),
+    ("y_expert_1d", {"y_expert": ((T * K * H,), "float32")}, ValueError,
+     "y_expert: expected shape (n_tokens*top_k, h) = (6, h) or (n_tokens, top_k, h) = (2, 3, h) with h >= 1, "
+     "got (24,)"),
     ("y_expert_3d_wrong_k", {"y_expert": ((T, K + 1, H), "float32")}, ValueError,
-     "y_expert: expected shape (6, 4) = (n_tokens*top_k, h) or (2, 3, 4) = (n_tokens, top_k, h), got (2, 4, 4)"),
+     "y_expert: expected shape (n_tokens*top_k, h) = (6, h) or (n_tokens, top_k, h) = (2, 3, h) with h >= 1, "
+     "got (2, 4, 4)"),
+    ("y_shared_wrong_h", {"y_shared": ((T, H + 1), "float32")}, ValueError,
+     "y_shared: expected shape (2, 4) = (n_tokens, h), got (2, 5)"),
     ("sh_logit_column", {"sh_logit": ((T, 1), "float32")}, ValueError,
      "sh_logit: expected shape (2,) = (n_tokens,), got (2, 1)"),
     ("sh_logit_wrong_length", {"sh_logit": ((T + 1,), "float32")}, ValueError,
      "sh_logit: expected shape (2,) = (n_tokens,), got (3,)"),
     ("y_shared_wrong_tokens", {"y_shared": ((T + 1, H), "float32")}, ValueError,
-     "y_shared: expected shape (2, h) = (n_tokens, h) with h >= 1, got (3, 4)"),
+     "y_shared: expected shape (2, 4) = (n_tokens, h), got (3, 4)"),
+    ("sh_logit_without_y_shared", {"y_shared": None}, ValueError,
+     "y_shared: expected an array because sh_logit is given (both or neither), got None"),
+    ("y_shared_without_sh_logit", {"sh_logit": None}, ValueError,
+     "sh_logit: expected an array because y_shared is given (both or neither), got None"),
     ("residual_wrong_shape", {"residual": ((T, H + 1), "float32")}, ValueError,
      "residual: expected shape (2, 4) = (n_tokens, h), got (2, 5)"),
     ("residual_transposed", {"residual": ((H, T), "float32")}, ValueError,
@@ -79,8 +89,8 @@ CASES = [
 @pytest.mark.parametrize("changes,exc,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input(backend, changes, exc, message):
     kwargs = _good(backend)
-    for name, (shape, dtype) in changes.items():
-        kwargs[name] = _arr(backend, shape, dtype)
+    for name, change in changes.items():
+        kwargs[name] = None if change is None else _arr(backend, *change)
     with pytest.raises(exc, match=f"^{re.escape(message)}$"):
         validate(**kwargs)
 
@@ -122,6 +132,8 @@ def test_good_input_gives_problem(backend):
     kwargs["expert_w"] = _arr(backend, (T, K))
     kwargs["sh_logit"] = _arr(backend, (T,))
     assert validate(**kwargs) == Problem(T, K, H, "float16", "float32", True)
+    kwargs["sh_logit"] = kwargs["y_shared"] = None  # no gated shared expert
+    assert validate(**kwargs) == Problem(T, K, H, "float16", "float32", True, shared=False)
 
 
 def test_mixed_numpy_and_mlx_accepted():

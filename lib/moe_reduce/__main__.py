@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--impls", type=csv_list, help="comma list of implementations (default: all present)")
     b.add_argument("--sweeps", type=csv_list, default=bench.Plan.sweeps, help="comma list of tokens,hidden,heatmap")
     b.add_argument("--no-residual", action="store_true", help="time the op without the residual add")
+    b.add_argument("--no-shared", action="store_true", help="time the op without the gated shared expert")
+    b.add_argument("--graph-calls", type=int, help="MLX calls per graph handed to the device (default "
+                   f"{bench.TimerConfig.graph_calls}; 1 = one mx.async_eval per call)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = commands.add_parser("plot", help="re-plot a saved run")
     p.add_argument("dir", type=Path, help="a folder holding bench.csv and bench.json")
@@ -37,7 +40,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     missing = [n for n in names if n not in available]
     if missing:
         sys.exit(f"--impls: {missing} not available here (available: {sorted(available)})")
-    settings = bench.default_settings(args.quick, args.dtypes, args.sweeps, not args.no_residual, not args.no_progress)
+    settings = bench.default_settings(args.quick, args.dtypes, args.sweeps, not args.no_residual, not args.no_progress,
+                                      not args.no_shared, args.graph_calls)
     run = bench.run_sweep({n: available[n] for n in names}, settings, ["python", "-m", "moe_reduce", *args.argv])
     out = args.out or bench.default_out(run)
     files = bench.save_run(run, out) + plots.plot_run(run, out)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .check import rel_error, tolerance
 from .inputs import MoEInputs, make_inputs
-from .reference import mlx_reference, reference_f64, reference_kernel_order
+from .reference import mlx_combine, mlx_combine_compiled, reference_f64, reference_kernel_order
 from .traffic import bytes_moved
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +50,7 @@ class TimerConfig:
     batch_s: float = 0.02  # a batch holds enough calls to last about this long
     max_calls: int = 4096
     max_s: float = 3.0
+    graph_calls: int = 64  # MLX calls recorded into one graph before it is handed to the device (1: one per call)
 
 
 QUICK_TIMER = TimerConfig(warmup=2, repeats=5, batch_s=0.005, max_s=0.3)
@@ -72,20 +73,26 @@ class Timing:
         return cls(float(med), float(p20), float(p80), calls, tuple(per_call))
 
 
-def time_calls(call: Callable[[int], Any], sync: Callable[[list], None], n_sets: int = 1,
+def time_calls(call: Callable[[int, Any], Any], sync: Callable[[list], None], n_sets: int = 1,
                cfg: TimerConfig = TimerConfig(), max_batch: int | None = None,
-               clock: Callable[[], float] = time.perf_counter) -> Timing:
-    """Time `call(set_index)`: warm up over every set, calibrate the batch size, then time batches
-    of calls closed by ONE `sync(outputs)` each; per-call time = batch time / calls."""
+               clock: Callable[[], float] = time.perf_counter,
+               flush: Callable[[list], None] | None = None, group: int = 1) -> Timing:
+    """Time `call(set_index, previous_output)`: warm up over every set, calibrate the batch size, then time
+    batches of calls closed by ONE `sync(outputs)` each; per-call time = batch time / calls.
+    Lazy (MLX) calls are handed to the device by `flush([output])` every `group` calls: each call feeds the
+    next (see `chained`), so one flush runs `group` dependent calls as one graph, as a model's forward pass does."""
     counter = itertools.count()
     cap = max(1, min(cfg.max_calls, max_batch or cfg.max_calls))
 
     def batch(calls: int) -> float:
-        """Seconds for `calls` calls on rotating input sets and one sync (only the last output is kept:
-        earlier ones are freed as a model would free them, so buffers are reused)."""
+        """Seconds for `calls` calls on rotating input sets and one sync (only the newest output is kept:
+        earlier ones are freed as a model frees them, so buffers are reused)."""
         start = clock()
-        for _ in range(calls):
-            out = call(next(counter) % n_sets)
+        out = None
+        for j in range(1, calls + 1):
+            out = call(next(counter) % n_sets, out)
+            if flush is not None and (j % group == 0 or j == calls):
+                flush([out])
         sync([out])
         return clock() - start
 
@@ -105,17 +112,21 @@ def time_calls(call: Callable[[int], Any], sync: Callable[[list], None], n_sets:
     return Timing.from_samples(per_call, calls)
 
 
-def scheduled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` with its MLX output handed to the device at call time (mx.async_eval, no wait), as a model's
-    forward pass runs it; without this a dropped lazy output would never be computed."""
+def chained(fn: Callable[..., Any], sets: Sequence[tuple]) -> tuple[Callable[[int, Any], Any], bool]:
+    """`call(i, prev)` running fn on input set i with the previous call's output in place of its residual (or,
+    without one, its y_shared), as a layer's output feeds the next; and whether such an input exists. A chain
+    keeps the device from overlapping calls a model could not overlap. The replaced input is one of the 10-12
+    rows read per token; at large sizes the previous output has left the cache long before it is read."""
+    slot = 4 if sets[0][4] is not None else 3 if sets[0][3] is not None else None
 
-    def call(*args: Any) -> Any:
-        """Run fn, schedule its output, return it."""
-        out = fn(*args)
-        mx.async_eval(out)
-        return out
+    def call(i: int, prev: Any) -> Any:
+        """fn on set i, fed by prev."""
+        args = sets[i]
+        if prev is None or slot is None:
+            return fn(*args)
+        return fn(*args[:slot], prev, *args[slot + 1:])
 
-    return call
+    return call, slot is not None
 
 
 def sync_mlx(outs: list) -> None:
@@ -136,9 +147,9 @@ def gbps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e9
 
 
-def problem_bytes(n_tokens: int, h: int, top_k: int, dtype: str, residual: bool) -> int:
+def problem_bytes(n_tokens: int, h: int, top_k: int, dtype: str, residual: bool, shared: bool = True) -> int:
     """Bytes one call must move (traffic.bytes_moved with the float32 gate inputs used here)."""
-    return bytes_moved(n_tokens, top_k, h, dtype, residual, gate_dtype=GATE_DTYPE)
+    return bytes_moved(n_tokens, top_k, h, dtype, residual, gate_dtype=GATE_DTYPE, shared=shared)
 
 
 # ---------------------------------------------------------------- implementations
@@ -156,6 +167,7 @@ class Impl:
     prepare: Callable[[MoEInputs, str], tuple]  # a fresh copy of one input set in a dtype
     build: Callable[[str], Callable[..., Any]]  # dtype -> the callable (compiled ones are built once per dtype)
     sync: Callable[[list], None]
+    flush: Callable[[list], None] | None = None  # hands lazy outputs to the device (MLX: mx.async_eval)
     to_host: Callable[[Any], Any] = lambda out: out
     max_outputs: int | None = None  # largest n_tokens·h it is timed at
 
@@ -188,10 +200,12 @@ def numpy_impl() -> Impl:
 
 
 def mlx_impl(compiled: bool) -> Impl:
-    """The op as MLX array operations, eager or through mx.compile, on MLX's default device."""
+    """The op as MLX array operations, eager or through mx.compile, on MLX's default device; called as a user
+    calls them, with no per-call argument check (the check against the oracle comes before timing)."""
     proc = mlx_processor()
+    fn = mlx_combine_compiled if compiled else mlx_combine
     return Impl("mlx_compile" if compiled else "mlx", proc, f"mlx-{proc}", ("float32", "bfloat16"), "mlx",
-                _prepare_mlx, lambda dtype: scheduled(lambda *a: mlx_reference(*a, compiled=compiled)), sync_mlx)
+                _prepare_mlx, lambda dtype: fn, sync_mlx, mx.async_eval)
 
 
 def kernel_impl(variant: str, backend: str) -> Impl:
@@ -200,11 +214,11 @@ def kernel_impl(variant: str, backend: str) -> Impl:
 
     def build(dtype: str) -> Callable[..., Any]:
         """The kernel call with backend and variant fixed."""
-        return scheduled(lambda *a: kernels.moe_weighted_reduce(*a, backend=backend, variant=variant))
+        return lambda *a: kernels.moe_weighted_reduce(*a, backend=backend, variant=variant)
 
     proc = "cpu" if backend == "host" else "gpu"
     return Impl(f"kernel_{variant}", proc, backend, ("float32", "bfloat16"), "mlx", _prepare_mlx, build, sync_mlx,
-                max_outputs=HOST_MAX_OUTPUTS if backend == "host" else None)
+                mx.async_eval, max_outputs=HOST_MAX_OUTPUTS if backend == "host" else None)
 
 
 @functools.cache
@@ -218,17 +232,20 @@ def import_torch_cuda():
 
 
 def torch_impl(compiled: bool) -> Impl | None:
-    """The op as a PyTorch user writes it (eager, or torch.compile(dynamic=True)), on CUDA; None without it."""
+    """The op as a PyTorch user writes it, eager or torch.compile(dynamic=False), on CUDA; None without it.
+    Static shapes give Inductor's best kernel for each size (2x the dynamic=True one at 4096 tokens on an
+    H200); release_memory resets dynamo between sizes so each size compiles afresh, under the recompile limit."""
     torch = import_torch_cuda()
     if torch is None:
         return None
 
-    def combine(expert_w, y_expert, sh_logit, y_shared, residual=None):
-        """Broadcast multiply, sum over k, plus the sigmoid-gated shared expert (and the residual)."""
+    def combine(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None):
+        """Broadcast multiply, sum over k, plus the sigmoid-gated shared expert and the residual when given."""
         t, k = expert_w.shape
         y = y_expert.view(t, k, -1)
         out = (expert_w.unsqueeze(-1).to(y.dtype) * y).sum(dim=1)
-        out = out + torch.sigmoid(sh_logit).unsqueeze(-1).to(y.dtype) * y_shared
+        if y_shared is not None:
+            out = out + torch.sigmoid(sh_logit).unsqueeze(-1).to(y.dtype) * y_shared
         return out if residual is None else out + residual
 
     def prepare(inp: MoEInputs, dtype: str) -> tuple:
@@ -239,8 +256,8 @@ def torch_impl(compiled: bool) -> Impl | None:
         return put(w, gate), put(y, act), put(s, gate), put(ys, act), put(r, act)
 
     def build(dtype: str) -> Callable[..., Any]:
-        """Eager `combine`, or a torch.compile of it (one per dtype; warm-up compiles it)."""
-        return torch.compile(combine, dynamic=True) if compiled else combine
+        """Eager `combine`, or a torch.compile of it (the check before timing compiles it for the size)."""
+        return torch.compile(combine, dynamic=False) if compiled else combine
 
     return Impl("torch_compile" if compiled else "torch", "gpu", "torch-cuda", ("float32", "bfloat16"), "torch",
                 prepare, build, lambda outs: torch.cuda.synchronize(),
@@ -261,7 +278,9 @@ def available_impls(quick: bool) -> dict[str, Impl]:
     impls = [numpy_impl(), mlx_impl(False), mlx_impl(True)]
     backend = kernel_backend()
     if backend is not None and (backend != "host" or quick):
-        impls += [kernel_impl(v, backend) for v in ("scalar", "vec")]
+        from .kernels import VARIANTS
+
+        impls += [kernel_impl(v, backend) for v in VARIANTS]
     impls += [t for t in (torch_impl(False), torch_impl(True)) if t is not None]
     return {i.name: i for i in impls}
 
@@ -271,16 +290,15 @@ def available_impls(quick: bool) -> dict[str, Impl]:
 
 @dataclass(frozen=True)
 class Budget:
-    """Memory sizes for one processor: input rotation, per-size limit, batch outputs, the copy ceiling."""
+    """Memory sizes for one processor: input rotation, per-size limit, the copy ceiling."""
 
     rotation_bytes: int  # input sets rotate until their bytes pass this (≈ 4× the last-level cache)
     max_sets: int
     size_limit: int  # a size whose float32 bytes_moved passes this is skipped
-    batch_bytes: int  # outputs one batch may hold
     ceiling_bytes: int  # array size of the copy ceiling
 
 
-GPU_BUDGET = Budget(200 * MB, 4096, 4 * GiB, 2 * GiB, 1 * GiB)
+GPU_BUDGET = Budget(200 * MB, 4096, 4 * GiB, 1 * GiB)
 
 
 def llc_bytes() -> int:
@@ -297,8 +315,8 @@ def llc_bytes() -> int:
 def cpu_budget(quick: bool) -> Budget:
     """CPU budget: rotation over 4× the last-level cache (capped), smaller still in quick mode."""
     if quick:
-        return Budget(16 << 20, 64, 64 << 20, 64 << 20, 64 << 20)
-    return Budget(min(4 * llc_bytes(), 256 << 20), 256, 2 * GiB, 512 << 20, 256 << 20)
+        return Budget(16 << 20, 64, 64 << 20, 64 << 20)
+    return Budget(min(4 * llc_bytes(), 256 << 20), 256, 2 * GiB, 256 << 20)
 
 
 @dataclass(frozen=True, order=True)
@@ -361,6 +379,7 @@ class Row:
     h: int
     top_k: int
     residual: bool
+    shared: bool
     bytes: int
     median_us: float
     p20_us: float
@@ -473,44 +492,57 @@ def copy_ceilings(processor: str, nbytes: int, cfg: TimerConfig, backend: str | 
     n = nbytes // 4
     found = {}
 
-    def rate(call: Callable[[int], Any], sync: Callable[[list], None], max_batch: int | None = 4) -> float:
+    def rate(call: Callable[[int, Any], Any], sync: Callable[[list], None], max_batch: int | None = 4,
+             flush: Callable[[list], None] | None = None) -> float:
         """GB/s of one copy method: 2 * nbytes over its median time per call."""
-        return gbps(2 * nbytes, time_calls(call, sync, cfg=cfg, max_batch=max_batch).median)
+        t = time_calls(call, sync, cfg=cfg, max_batch=max_batch, flush=flush, group=cfg.graph_calls)
+        return gbps(2 * nbytes, t.median)
 
     with mx.stream(mx.Device(mx.gpu if processor == "gpu" else mx.cpu)):
         x = mx.ones((n,), mx.float32)
         mx.eval(x)
-        found["mlx x + 1"] = rate(scheduled(lambda i: x + 1), sync_mlx)
+        found["mlx x + 1"] = rate(lambda i, prev: (x if prev is None else prev) + 1, sync_mlx, flush=mx.async_eval)
         if processor == "gpu" and backend in ("cuda", "metal"):
             from . import kernels
 
             copy = kernels.compile_shader("copy.metal", ("x",), backend)
-            found["copy.metal kernel"] = rate(scheduled(lambda i: copy(
-                inputs=[x], grid=(n // 4, 1, 1), threadgroup=(256, 1, 1), output_shapes=[(n,)],
-                output_dtypes=[mx.float32])[0]), sync_mlx)
+            found["copy.metal kernel"] = rate(lambda i, prev: copy(
+                inputs=[x if prev is None else prev], grid=(n // 4, 1, 1), threadgroup=(256, 1, 1),
+                output_shapes=[(n,)], output_dtypes=[mx.float32])[0], sync_mlx, flush=mx.async_eval)
     torch = import_torch_cuda() if processor == "gpu" else None
     if torch is not None:
         a = torch.ones(n, device="cuda")
         b = torch.empty_like(a)
-        found["torch y.copy_(x)"] = rate(lambda i: b.copy_(a), lambda outs: torch.cuda.synchronize())
+        found["torch y.copy_(x)"] = rate(lambda i, prev: b.copy_(a), lambda outs: torch.cuda.synchronize())
         del a, b
     if processor == "cpu":
         a = np.ones(n, np.float32)
         b = np.empty_like(a)
-        found["numpy add(x, 1, out=y)"] = rate(lambda i: np.add(a, 1, out=b), sync_none, max_batch=None)
+        found["numpy add(x, 1, out=y)"] = rate(lambda i, prev: np.add(a, 1, out=b), sync_none, max_batch=None)
     return found
 
 
-def empty_kernel_us(backend: str, cfg: TimerConfig) -> float:
-    """Per-call µs of shaders/empty.metal launched with one thread: a GPU launch, or the host path's overhead."""
+def empty_kernel_us(backend: str, cfg: TimerConfig, compiled: bool = True) -> float:
+    """Per-call µs of shaders/empty.metal launched with one thread, chained and flushed like the kernels and,
+    on a GPU backend, through mx.compile as kernels.moe_weighted_reduce launches them (compiled=False: the
+    plain kernel call); on the host backend, that path's per-call overhead."""
     from . import kernels
 
     kernel = kernels.compile_shader("empty.metal", ("x",), backend)
     x = mx.zeros((1,), mx.float32)
     mx.eval(x)
-    call = scheduled(lambda i: kernel(inputs=[x], grid=(1, 1, 1), threadgroup=(1, 1, 1), output_shapes=[(1,)],
-                                      output_dtypes=[mx.float32])[0])
-    return time_calls(call, sync_mlx, cfg=cfg).median * 1e6
+
+    def launch(a: mx.array) -> mx.array:
+        """One empty launch on a."""
+        return kernel(inputs=[a], grid=(1, 1, 1), threadgroup=(1, 1, 1), output_shapes=[(1,)],
+                      output_dtypes=[mx.float32])[0]
+
+    fn = mx.compile(launch) if compiled and backend != "host" else launch
+    def call(i: int, prev: mx.array | None) -> mx.array:
+        """One launch, fed by the previous one."""
+        return fn(x if prev is None else prev)
+
+    return time_calls(call, sync_mlx, cfg=cfg, flush=mx.async_eval, group=cfg.graph_calls).median * 1e6
 
 
 def floor_label(backend: str | None) -> str:
@@ -518,8 +550,8 @@ def floor_label(backend: str | None) -> str:
     if backend is None:
         return "unavailable (no kernel backend)"
     if backend == "host":
-        return "host path per-call overhead (C++ on the CPU, not a GPU launch)"
-    return f"empty kernel launch, 1 thread ({backend})"
+        return "host path per-call overhead (CPU, not a GPU launch)"
+    return f"empty kernel, 1 thread, compiled launch ({backend})"
 
 
 # ---------------------------------------------------------------- the sweep
@@ -535,17 +567,22 @@ class Settings:
     budgets: dict[str, Budget]  # by processor
     residual: bool = True
     progress: bool = True
+    shared: bool = True
 
 
 def default_settings(quick: bool, dtypes: Sequence[str] = ("float32", "bfloat16"),
-                     sweeps: Sequence[str] = Plan.sweeps, residual: bool = True, progress: bool = True) -> Settings:
+                     sweeps: Sequence[str] = Plan.sweeps, residual: bool = True, progress: bool = True,
+                     shared: bool = True, graph_calls: int | None = None) -> Settings:
     """Full or quick plan (restricted to `sweeps`), timer and budgets for this machine."""
     unknown = set(sweeps) - set(Plan.sweeps)
     if unknown:
         raise ValueError(f"sweeps: expected some of {list(Plan.sweeps)}, got {sorted(unknown)}")
     plan = dataclasses.replace(QUICK_PLAN if quick else Plan(), sweeps=tuple(sweeps))
     budgets = {"gpu": GPU_BUDGET, "cpu": cpu_budget(quick)}
-    return Settings(plan, tuple(dtypes), QUICK_TIMER if quick else TimerConfig(), budgets, residual, progress)
+    timer = QUICK_TIMER if quick else TimerConfig()
+    if graph_calls is not None:
+        timer = dataclasses.replace(timer, graph_calls=graph_calls)
+    return Settings(plan, tuple(dtypes), timer, budgets, residual, progress, shared)
 
 
 def n_sets(nbytes: int, budget: Budget) -> int:
@@ -556,11 +593,11 @@ def n_sets(nbytes: int, budget: Budget) -> int:
 class SizeCase:
     """One size in one dtype: inputs drawn once, the oracle computed once, input sets per family."""
 
-    def __init__(self, size: Size, dtype: str, residual: bool):
-        self.size, self.dtype, self.residual = size, dtype, residual
-        self.inputs = make_inputs(size.n_tokens, size.h, size.top_k, residual=residual)
+    def __init__(self, size: Size, dtype: str, residual: bool, shared: bool = True):
+        self.size, self.dtype, self.residual, self.shared = size, dtype, residual, shared
+        self.inputs = make_inputs(size.n_tokens, size.h, size.top_k, residual=residual, shared=shared)
         self.ref = reference_f64(*self.inputs.mlx(dtype, GATE_DTYPE))
-        self.bytes = problem_bytes(size.n_tokens, size.h, size.top_k, dtype, residual)
+        self.bytes = problem_bytes(size.n_tokens, size.h, size.top_k, dtype, residual, shared)
         self._sets: dict[tuple[str, int], list[tuple]] = {}
 
     def sets(self, impl: Impl, count: int) -> list[tuple]:
@@ -583,27 +620,29 @@ def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, dev
     if not err < tolerance(case.dtype):
         raise AssertionError(f"{impl.name} {case.dtype} {case.size}: relative error {err:.2e} "
                              f"is not under {tolerance(case.dtype):.0e}")
-    out_bytes = case.size.n_tokens * case.size.h * 4
-    t = time_calls(lambda i: fn(*sets[i]), impl.sync, count, s.timer, max_batch=budget.batch_bytes // out_bytes)
+    call, linked = chained(fn, sets)
+    t = time_calls(call, impl.sync, count, s.timer, flush=impl.flush, group=s.timer.graph_calls if linked else 1)
     rate = gbps(case.bytes, t.median)
     sz = case.size
-    return Row(device, impl.backend, impl.name, case.dtype, sz.n_tokens, sz.h, sz.top_k, case.residual, case.bytes,
+    return Row(device, impl.backend, impl.name, case.dtype, sz.n_tokens, sz.h, sz.top_k, case.residual, case.shared, case.bytes,
                t.median * 1e6, t.p20 * 1e6, t.p80 * 1e6, rate, 100 * rate / ceiling, err, t.calls, count)
 
 
 def release_memory() -> None:
-    """Hand cached device buffers back between sizes (MLX, and torch when present)."""
+    """Hand cached device buffers back between sizes (MLX, and torch when present; dynamo forgets its
+    compiled graphs, so a static torch.compile compiles the next size afresh)."""
     mx.clear_cache()
     torch = import_torch_cuda()
     if torch is not None:
         torch.cuda.empty_cache()
+        torch.compiler.reset()
 
 
 def plan_tasks(s: Settings, impls: dict[str, Impl]) -> tuple[list[tuple[Size, str, list[Impl]]], list[str]]:
     """(size, dtype, impls) to run, and a line for each size skipped as over its memory budget."""
     tasks, skipped = [], []
     for size, everyone in s.plan.sizes().items():
-        f32 = problem_bytes(size.n_tokens, size.h, size.top_k, "float32", s.residual)
+        f32 = problem_bytes(size.n_tokens, size.h, size.top_k, "float32", s.residual, s.shared)
         for dtype in s.dtypes:
             chosen = [i for i in impls.values() if dtype in i.dtypes and i.fits(size)
                       and (everyone or i.name.startswith("kernel_"))]
@@ -625,6 +664,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
     methods = {p: copy_ceilings(p, s.budgets[p].ceiling_bytes, s.timer, backend) for p in processors}
     ceilings = {p: max(m.values()) for p, m in methods.items()}
     floor = empty_kernel_us(backend, s.timer) if backend is not None else None
+    floor_plain = empty_kernel_us(backend, s.timer, compiled=False) if backend not in (None, "host") else floor
     tasks, skipped = plan_tasks(s, impls)
     built: dict[tuple[str, str], Callable[..., Any]] = {}
     rows: list[Row] = []
@@ -632,7 +672,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
     bar = tqdm(tasks, desc="bench", unit="size", disable=not s.progress, file=sys.stderr)
     for size, dtype, chosen in bar:
         bar.set_postfix_str(f"T={size.n_tokens} h={size.h} k={size.top_k} {dtype}")
-        case = SizeCase(size, dtype, s.residual)
+        case = SizeCase(size, dtype, s.residual, s.shared)
         for impl in chosen:
             if (impl.name, dtype) not in built:
                 built[impl.name, dtype] = impl.build(dtype)
@@ -657,11 +697,13 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
         "ceiling_methods_gbps": methods,
         "ceiling_bytes": {p: s.budgets[p].ceiling_bytes for p in processors},
         "empty_kernel_us": floor,
+        "empty_kernel_plain_us": floor_plain,
         "empty_kernel_label": floor_label(backend),
         "impls": sorted(impls),
         "dtypes": list(s.dtypes),
         "gate_dtype": GATE_DTYPE,
         "residual": s.residual,
+        "shared": s.shared,
         "plan": asdict(s.plan),
         "timer": asdict(s.timer),
         "budgets": {p: asdict(b) for p, b in s.budgets.items()},

@@ -51,8 +51,8 @@ class MoEInputs:
 
     expert_w: np.ndarray  # (n_tokens, top_k)
     y_expert: np.ndarray  # (n_tokens * top_k, h)
-    sh_logit: np.ndarray  # (n_tokens,)
-    y_shared: np.ndarray  # (n_tokens, h)
+    sh_logit: np.ndarray | None  # (n_tokens,), None without a gated shared expert
+    y_shared: np.ndarray | None  # (n_tokens, h), None without a gated shared expert
     residual: np.ndarray | None  # (n_tokens, h) or None
 
     def args(self) -> tuple:
@@ -62,9 +62,9 @@ class MoEInputs:
     def mlx(self, dtype: str = "float32", gate_dtype: str = "float32") -> tuple:
         """The arguments as MLX arrays: activations in `dtype`, router weights and gate logit in `gate_dtype`."""
         act, gate = to_mlx_dtype(dtype), to_mlx_dtype(gate_dtype)
-        res = None if self.residual is None else mx.array(self.residual).astype(act)
-        return (mx.array(self.expert_w).astype(gate), mx.array(self.y_expert).astype(act),
-                mx.array(self.sh_logit).astype(gate), mx.array(self.y_shared).astype(act), res)
+        cast = lambda a, dt: None if a is None else mx.array(a).astype(dt)
+        return (cast(self.expert_w, gate), cast(self.y_expert, act), cast(self.sh_logit, gate),
+                cast(self.y_shared, act), cast(self.residual, act))
 
 
 def route(router_logits: np.ndarray, top_k: int, renormalize: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -79,10 +79,11 @@ def route(router_logits: np.ndarray, top_k: int, renormalize: bool) -> tuple[np.
 
 
 def make_inputs(n_tokens: int, h: int, top_k: int, *, n_experts: int | None = None, residual: bool = True,
-                renormalize: bool = True, seed: int = 0, gate_scale: float = 2.0) -> MoEInputs:
+                shared: bool = True, renormalize: bool = True, seed: int = 0, gate_scale: float = 2.0) -> MoEInputs:
     """Draw one call's inputs: router logits ~ N(0, 1) over n_experts → softmax → top-k weights;
     expert and shared outputs ~ N(0, 0.5²); residual ~ N(0, 1); gate logits ~ N(0, gate_scale²).
-    The scales are plausible, not measured from a model; seeded, so a run is reproducible."""
+    The scales are plausible, not measured from a model; seeded, so a run is reproducible.
+    shared=False leaves out sh_logit and y_shared (a model with no gated shared expert)."""
     if min(n_tokens, h, top_k) < 1:
         raise ValueError(f"n_tokens, h, top_k: expected all >= 1, got {(n_tokens, h, top_k)}")
     n_experts = n_experts or max(8, 4 * top_k)
@@ -91,17 +92,15 @@ def make_inputs(n_tokens: int, h: int, top_k: int, *, n_experts: int | None = No
     rng = np.random.default_rng(seed)
     w, _ = route(rng.standard_normal((n_tokens, n_experts)), top_k, renormalize)
     f32 = np.float32
-    return MoEInputs(
-        expert_w=w.astype(f32),
-        y_expert=(0.5 * rng.standard_normal((n_tokens * top_k, h))).astype(f32),
-        sh_logit=(gate_scale * rng.standard_normal(n_tokens)).astype(f32),
-        y_shared=(0.5 * rng.standard_normal((n_tokens, h))).astype(f32),
-        residual=rng.standard_normal((n_tokens, h)).astype(f32) if residual else None,
-    )
+    y_expert = (0.5 * rng.standard_normal((n_tokens * top_k, h))).astype(f32)
+    sh_logit = (gate_scale * rng.standard_normal(n_tokens)).astype(f32)
+    y_shared = (0.5 * rng.standard_normal((n_tokens, h))).astype(f32)
+    res = rng.standard_normal((n_tokens, h)).astype(f32) if residual else None
+    return MoEInputs(w.astype(f32), y_expert, sh_logit if shared else None, y_shared if shared else None, res)
 
 
 def model_inputs(model: str, n_tokens: int, *, residual: bool = True, seed: int = 0) -> MoEInputs:
-    """Inputs at a published model's shape (see MODELS)."""
+    """Inputs at a published model's shape (see MODELS); the shared term only where the model gates one."""
     m = MODELS[model]
-    return make_inputs(n_tokens, m.h, m.top_k, n_experts=m.n_experts, residual=residual,
+    return make_inputs(n_tokens, m.h, m.top_k, n_experts=m.n_experts, residual=residual, shared=m.gated_shared,
                        renormalize=m.renormalize, seed=seed)

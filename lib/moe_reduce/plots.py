@@ -17,8 +17,8 @@ from matplotlib.figure import Figure
 
 from .bench import DECODE_TOKENS, Row, Run
 
-IMPL_ORDER = ("kernel_vec", "kernel_scalar", "torch_compile", "torch", "mlx_compile", "mlx", "numpy")
-COLORS = dict(zip(IMPL_ORDER, ("C3", "C1", "C4", "C9", "C2", "C0", "C7")))
+IMPL_ORDER = ("kernel_vec_k", "kernel_vec", "kernel_scalar", "torch_compile", "torch", "mlx_compile", "mlx", "numpy")
+COLORS = dict(zip(IMPL_ORDER, ("C3", "C6", "C1", "C4", "C9", "C2", "C0", "C7")))
 DPI = 80
 SVG_SALT = "moe-reduce"
 
@@ -80,7 +80,8 @@ def legend(fig: Figure) -> None:
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
-    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=3, fontsize=7, frameon=False)
+    ncol = 2 if len(fig.axes) == 1 else 3  # a one-panel figure is too narrow for three columns of labels
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=ncol, fontsize=7, frameon=False)
 
 
 def _figure(panels: int, height: float = 4.2) -> tuple[Figure, list[Axes]]:

@@ -24,14 +24,16 @@ def reference_f64(expert_w, y_expert, sh_logit, y_shared, residual=None) -> np.n
     p = validate(expert_w, y_expert, sh_logit, y_shared, residual)
     w = to_numpy(expert_w)
     y = to_numpy(y_expert).reshape(p.n_tokens, p.top_k, p.h)
-    out = np.einsum("tk,tkh->th", w, y) + sigmoid(to_numpy(sh_logit))[:, None] * to_numpy(y_shared)
+    out = np.einsum("tk,tkh->th", w, y)
+    if p.shared:
+        out += sigmoid(to_numpy(sh_logit))[:, None] * to_numpy(y_shared)
     if residual is not None:
         out += to_numpy(residual)
     return out
 
 
 def reference_kernel_order(expert_w, y_expert, sh_logit, y_shared, residual=None) -> np.ndarray:
-    """float32 arithmetic in the kernel's order: k = 0..top_k-1, then the shared term, then the residual."""
+    """float32 arithmetic in the kernel's order: k = 0..top_k-1, then the shared term (if any), then the residual."""
     p = validate(expert_w, y_expert, sh_logit, y_shared, residual)
     f32 = np.float32
     w = to_numpy(expert_w, f32)
@@ -39,33 +41,30 @@ def reference_kernel_order(expert_w, y_expert, sh_logit, y_shared, residual=None
     acc = np.zeros((p.n_tokens, p.h), f32)
     for k in range(p.top_k):
         acc = acc + w[:, k, None] * y[:, k, :]
-    acc = acc + sigmoid(to_numpy(sh_logit, f32))[:, None] * to_numpy(y_shared, f32)
+    if p.shared:
+        acc = acc + sigmoid(to_numpy(sh_logit, f32))[:, None] * to_numpy(y_shared, f32)
     if residual is not None:
         acc = acc + to_numpy(residual, f32)
     return acc
 
 
-def _mlx_combine(expert_w: mx.array, y_expert: mx.array, sh_logit: mx.array, y_shared: mx.array) -> mx.array:
-    """Routed sum plus gated shared expert as MLX ops (no checks)."""
+def mlx_combine(expert_w: mx.array, y_expert: mx.array, sh_logit: mx.array | None, y_shared: mx.array | None,
+                residual: mx.array | None) -> mx.array:
+    """Routed sum, plus the gated shared expert and the residual when given, as MLX ops (no checks)."""
     t, k = expert_w.shape
     y = y_expert.reshape(t, k, -1)
-    routed = (expert_w[:, :, None].astype(y.dtype) * y).sum(axis=1)
-    return routed + mx.sigmoid(sh_logit)[:, None].astype(y.dtype) * y_shared
+    out = (expert_w[:, :, None].astype(y.dtype) * y).sum(axis=1)
+    if y_shared is not None:
+        out = out + mx.sigmoid(sh_logit)[:, None].astype(y.dtype) * y_shared
+    return out if residual is None else out + residual
 
 
-def _mlx_combine_residual(expert_w, y_expert, sh_logit, y_shared, residual) -> mx.array:
-    """_mlx_combine plus the residual."""
-    return _mlx_combine(expert_w, y_expert, sh_logit, y_shared) + residual
-
-
-_COMPILED = {False: mx.compile(_mlx_combine), True: mx.compile(_mlx_combine_residual)}
+mlx_combine_compiled = mx.compile(mlx_combine)
 
 
 def mlx_reference(expert_w, y_expert, sh_logit, y_shared, residual=None, *, compiled: bool = False) -> mx.array:
     """The op as plain MLX ops in the inputs' dtype; `compiled=True` runs it through mx.compile."""
     validate(expert_w, y_expert, sh_logit, y_shared, residual, allowed=("float32", "float16", "bfloat16"))
-    args = [mx.array(a) if not isinstance(a, mx.array) else a for a in (expert_w, y_expert, sh_logit, y_shared)]
-    if residual is not None:
-        args.append(residual if isinstance(residual, mx.array) else mx.array(residual))
-    fn = _COMPILED[residual is not None] if compiled else (_mlx_combine_residual if residual is not None else _mlx_combine)
-    return fn(*args)
+    args = [a if a is None or isinstance(a, mx.array) else mx.array(a)
+            for a in (expert_w, y_expert, sh_logit, y_shared, residual)]
+    return (mlx_combine_compiled if compiled else mlx_combine)(*args)

@@ -5,22 +5,24 @@ from .dtypes import ITEMSIZE
 
 
 def bytes_moved(n_tokens: int, top_k: int, h: int, dtype: str = "float32", residual: bool = True,
-                gate_dtype: str | None = None) -> int:
+                gate_dtype: str | None = None, shared: bool = True) -> int:
     """Bytes read and written by one call, each element touched once (the minimum any kernel needs)."""
     act = ITEMSIZE[dtype]
     gate = ITEMSIZE[gate_dtype or dtype]
-    reads = (n_tokens * top_k * h + n_tokens * h * (2 if residual else 1)) * act  # y_expert, y_shared, residual
-    reads += (n_tokens * top_k + n_tokens) * gate  # expert_w, sh_logit
+    rows = top_k + (1 if shared else 0) + (1 if residual else 0)  # y_expert rows, y_shared, residual per token
+    reads = n_tokens * h * rows * act + n_tokens * (top_k + (1 if shared else 0)) * gate  # + expert_w, sh_logit
     writes = n_tokens * h * act
     return reads + writes
 
 
-def flops(n_tokens: int, top_k: int, h: int, residual: bool = True) -> int:
+def flops(n_tokens: int, top_k: int, h: int, residual: bool = True, shared: bool = True) -> int:
     """Floating-point operations of one call: a multiply-add per routed slot and for the shared term,
     one add for the residual (the per-token sigmoid is negligible and not counted)."""
-    return n_tokens * h * (2 * top_k + 2 + (1 if residual else 0))
+    return n_tokens * h * (2 * top_k + (2 if shared else 0) + (1 if residual else 0))
 
 
-def arithmetic_intensity(n_tokens: int, top_k: int, h: int, dtype: str = "float32", residual: bool = True) -> float:
+def arithmetic_intensity(n_tokens: int, top_k: int, h: int, dtype: str = "float32", residual: bool = True,
+                         shared: bool = True) -> float:
     """flops per byte moved."""
-    return flops(n_tokens, top_k, h, residual) / bytes_moved(n_tokens, top_k, h, dtype, residual)
+    return flops(n_tokens, top_k, h, residual, shared) / bytes_moved(n_tokens, top_k, h, dtype, residual,
+                                                                     shared=shared)

@@ -16,6 +16,7 @@ class Problem:
     dtype: str  # of y_expert, y_shared, residual and the output
     gate_dtype: str  # of expert_w and sh_logit
     residual: bool
+    shared: bool = True  # a sigmoid-gated shared expert (sh_logit, y_shared) is given
 
 
 def _shape(name: str, x) -> tuple[int, ...]:
@@ -44,29 +45,35 @@ def _expect_dtype(name: str, x, allowed: tuple[str, ...], same_as: tuple[str, st
 
 
 def validate(expert_w, y_expert, sh_logit, y_shared, residual=None, *, allowed: tuple[str, ...] = FLOATING) -> Problem:
-    """Check shapes and dtypes of one call; raise ValueError/TypeError naming the bad argument."""
+    """Check shapes and dtypes of one call; raise ValueError/TypeError naming the bad argument.
+    sh_logit and y_shared are both None for a model with no gated shared expert."""
     w_shape = _shape("expert_w", expert_w)
     if len(w_shape) != 2 or min(w_shape) < 1:
         raise ValueError(f"expert_w: expected shape (n_tokens, top_k) with both >= 1, got {w_shape}")
     n_tokens, top_k = w_shape
-    ys_shape = _shape("y_shared", y_shared)
-    if len(ys_shape) != 2 or ys_shape[0] != n_tokens or ys_shape[1] < 1:
-        raise ValueError(f"y_shared: expected shape ({n_tokens}, h) = (n_tokens, h) with h >= 1, got {ys_shape}")
-    h = ys_shape[1]
     ye_shape = _shape("y_expert", y_expert)
-    if ye_shape not in ((n_tokens * top_k, h), (n_tokens, top_k, h)):
+    h = ye_shape[-1] if ye_shape else 0
+    if h < 1 or ye_shape not in ((n_tokens * top_k, h), (n_tokens, top_k, h)):
         raise ValueError(
-            f"y_expert: expected shape {(n_tokens * top_k, h)} = (n_tokens*top_k, h) "
-            f"or {(n_tokens, top_k, h)} = (n_tokens, top_k, h), got {ye_shape}"
+            f"y_expert: expected shape (n_tokens*top_k, h) = ({n_tokens * top_k}, h) "
+            f"or (n_tokens, top_k, h) = ({n_tokens}, {top_k}, h) with h >= 1, got {ye_shape}"
         )
-    _expect_shape("sh_logit", sh_logit, (n_tokens,), "(n_tokens,)")
+    if (sh_logit is None) != (y_shared is None):
+        given, missing = ("sh_logit", "y_shared") if y_shared is None else ("y_shared", "sh_logit")
+        raise ValueError(f"{missing}: expected an array because {given} is given (both or neither), got None")
+    shared = y_shared is not None
+    if shared:
+        _expect_shape("y_shared", y_shared, (n_tokens, h), "(n_tokens, h)")
+        _expect_shape("sh_logit", sh_logit, (n_tokens,), "(n_tokens,)")
     if residual is not None:
         _expect_shape("residual", residual, (n_tokens, h), "(n_tokens, h)")
 
     dtype = _expect_dtype("y_expert", y_expert, allowed)
-    _expect_dtype("y_shared", y_shared, allowed, ("y_expert", dtype))
+    if shared:
+        _expect_dtype("y_shared", y_shared, allowed, ("y_expert", dtype))
     if residual is not None:
         _expect_dtype("residual", residual, allowed, ("y_expert", dtype))
     gate_dtype = _expect_dtype("expert_w", expert_w, allowed)
-    _expect_dtype("sh_logit", sh_logit, allowed, ("expert_w", gate_dtype))
-    return Problem(n_tokens, top_k, h, dtype, gate_dtype, residual is not None)
+    if shared:
+        _expect_dtype("sh_logit", sh_logit, allowed, ("expert_w", gate_dtype))
+    return Problem(n_tokens, top_k, h, dtype, gate_dtype, residual is not None, shared)
