@@ -1,7 +1,6 @@
 """Device experiment: host cost per call, timing modes, variants, threadgroup sizes, torch.compile modes."""
-import dataclasses, json, os, sys, time
+import dataclasses, json, os, time
 import mlx.core as mx
-import numpy as np
 from moe_reduce import bench, kernels
 from moe_reduce.inputs import make_inputs
 

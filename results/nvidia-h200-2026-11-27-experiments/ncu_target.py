@@ -1,5 +1,4 @@
 """A few launches of each kernel variant for ncu to profile (one eval per call)."""
-import sys
 import mlx.core as mx
 from moe_reduce import bench, kernels
 from moe_reduce.inputs import make_inputs
