@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import mlx.core as mx
 
-from . import host
+import msl_host as host
 from .dtypes import to_mlx_dtype
 from .validate import Problem, validate
 

@@ -426,9 +426,9 @@ def compiler() -> list[str]:
 
 
 def cache_dir() -> Path:
-    """Directory of compiled kernel libraries: $XDG_CACHE_HOME or ~/.cache, /moe-reduce/host."""
+    """Directory of compiled kernel libraries: $XDG_CACHE_HOME or ~/.cache, /msl-host."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "moe-reduce" / "host"
+    return Path(base) / "msl-host"
 
 
 def library_path(cpp: str) -> Path:

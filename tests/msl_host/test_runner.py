@@ -1,4 +1,4 @@
-"""Tests of moe_reduce.host: Metal kernels compiled as C++ and run on the CPU."""
+"""Tests of msl_host: Metal kernels compiled as C++ and run on the CPU."""
 
 import math
 
@@ -6,7 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from moe_reduce import host
+from msl_host import runner as host
 
 EXP_SOURCE = """
     uint elem = thread_position_in_grid.x;
@@ -180,14 +180,14 @@ def test_libraries_are_cached(compiles, cache_home):
     run_exp()
     run_exp()
     assert len(compiles) == 1
-    libraries = list((cache_home / "moe-reduce" / "host").glob("*.so"))
+    libraries = list((cache_home / "msl-host").glob("*.so"))
     assert len(libraries) == 1
     host._library_cache.clear()  # a new process: reuses the file on disk
     run_exp()
     assert len(compiles) == 1
     run_exp(source=EXP_SOURCE + "\n// another kernel")
     assert len(compiles) == 2
-    assert len(list((cache_home / "moe-reduce" / "host").glob("*.so"))) == 2
+    assert len(list((cache_home / "msl-host").glob("*.so"))) == 2
 
 
 def test_compile_error_points_at_the_metal_file_line():
