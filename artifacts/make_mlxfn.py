@@ -27,7 +27,7 @@ def export_combine(path: str | Path) -> None:
     args = example_args()
     p = validate(*args)
     grid, group, template = kernels.launch_config("scalar", p)
-    metal = kernels.compile_shader(kernels.VARIANTS["scalar"].file, tuple(kernels.INPUT_NAMES), "metal")
+    metal = kernels.build("scalar", "metal")
 
     def combine(expert_w, y_expert, sh_logit, y_shared, residual):
         return metal(inputs=[expert_w, y_expert, sh_logit, y_shared, residual], template=template,

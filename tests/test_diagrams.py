@@ -38,6 +38,6 @@ def test_bad_sizes():
 
 def test_draw_thread_map_has_two_panels_and_titles():
     fig = draw_thread_map()
-    assert len(fig.axes) == 2 and "T=2, K=3, H=8" in fig._suptitle.get_text()
+    assert len(fig.axes) == 2 and "T=2, K=3, H=8" in fig.get_suptitle()
     assert all(ax.get_title(loc="left") for ax in fig.axes)
     plt.close(fig)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from moe_reduce import kernels
+from moe_reduce.backends import available_backends
 from moe_reduce.check import rel_error, tolerance
 from moe_reduce.reference import reference_f64
 
-GPU = [b for b in kernels.available_backends() if b in ("cuda", "metal")]
+GPU = [b for b in available_backends() if b in ("cuda", "metal")]
 T, K, H = 69632, 8, 8192  # T*K*H = 4.56e9 > 2^32 = 4.29e9: tokens >= 65536 sit past the 32-bit range
 BLOCK = 4096  # rows of y_expert drawn at random, then repeated with a different offset per block
 

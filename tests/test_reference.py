@@ -41,8 +41,8 @@ def _seed(*xs: int) -> int:
 @pytest.mark.parametrize("n_tokens,h,top_k", SHAPES)
 def test_float32_matches_oracle(impl, residual, n_tokens, h, top_k):
     inp = make_inputs(n_tokens, h, top_k, residual=residual, seed=_seed(n_tokens, h, top_k, residual))
-    ref = reference_f64(*inp.args())
-    out = IMPLS[impl](*inp.args())
+    ref = reference_f64(*inp)
+    out = IMPLS[impl](*inp)
     assert tuple(out.shape) == (n_tokens, h)
     err = rel_error(out, ref)
     assert err < tolerance("float32"), f"{impl}: relative error {err:.3e}"
@@ -53,11 +53,11 @@ def test_float32_matches_oracle(impl, residual, n_tokens, h, top_k):
 def test_no_shared_expert(impl, n_tokens, h, top_k):
     """Without sh_logit and y_shared the op is the routed sum plus the residual; the oracle says so by hand."""
     inp = make_inputs(n_tokens, h, top_k, shared=False, seed=_seed(n_tokens, h, top_k, 0) + 3)
-    ref = reference_f64(*inp.args())
+    ref = reference_f64(*inp)
     by_hand = np.einsum("tk,tkh->th", inp.expert_w.astype(np.float64),
                         inp.y_expert.reshape(n_tokens, top_k, h).astype(np.float64)) + inp.residual
     np.testing.assert_allclose(ref, by_hand, rtol=1e-12, atol=1e-12)
-    assert rel_error(IMPLS[impl](*inp.args()), ref) < tolerance("float32")
+    assert rel_error(IMPLS[impl](*inp), ref) < tolerance("float32")
 
 
 def test_shapes_cover_every_value():
@@ -84,7 +84,7 @@ def test_y_expert_3d_accepted(impl):
     t, h, k = 3, 257, 8
     inp = make_inputs(t, h, k, seed=11)
     fn = reference_f64 if impl == "f64" else IMPLS[impl]
-    flat = np.asarray(fn(*inp.args()))
+    flat = np.asarray(fn(*inp))
     y3 = inp.y_expert.reshape(t, k, h)
     if impl.startswith("mlx"):
         y3 = mx.array(y3)
@@ -139,7 +139,7 @@ def test_nan_in_y_expert_hits_one_element(fn):
     t, h, k = 4, 33, 3
     inp = make_inputs(t, h, k, seed=5)
     inp.y_expert[2 * k + 1, 7] = np.nan  # token 2, slot 1, column 7
-    out = fn(*inp.args())
+    out = fn(*inp)
     expected = np.zeros((t, h), bool)
     expected[2, 7] = True
     np.testing.assert_array_equal(np.isnan(out), expected)
@@ -150,7 +150,7 @@ def test_nan_in_sh_logit_hits_one_row(fn):
     t, h, k = 4, 33, 3
     inp = make_inputs(t, h, k, seed=6)
     inp.sh_logit[1] = np.nan
-    out = fn(*inp.args())
+    out = fn(*inp)
     expected = np.zeros((t, h), bool)
     expected[1, :] = True
     np.testing.assert_array_equal(np.isnan(out), expected)
@@ -195,7 +195,7 @@ def test_model_presets_shapes(name, residual):
     assert (inp.residual is None) == (not residual)
     if residual:
         assert inp.residual.shape == (t, m.h)
-    assert all(a.dtype == np.float32 for a in inp.args() if a is not None)
+    assert all(a.dtype == np.float32 for a in inp if a is not None)
     sums = inp.expert_w.sum(axis=1)
     if m.renormalize:
         np.testing.assert_allclose(sums, 1.0, rtol=1e-6)

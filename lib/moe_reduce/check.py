@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dtypes import dtype_name, to_numpy
+from .arrays import to_numpy
+from .dtypes import dtype_name
 
 # Largest accepted ‖out − ref‖ / ‖ref‖ by the dtype of the inputs (accumulation is always float32).
 # float32: a sum of top_k + 2 rounded terms is ~1e-7 off; float16/bfloat16: the output's own rounding
@@ -29,4 +30,3 @@ def max_abs_error(out, ref) -> float:
 def tolerance(dtype) -> float:
     """The accepted relative error for inputs of this dtype (a name, NumPy or MLX dtype or array)."""
     return TOLERANCE[dtype if isinstance(dtype, str) else dtype_name(dtype)]
-

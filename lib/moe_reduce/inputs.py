@@ -1,70 +1,31 @@
-"""Seeded, realistic inputs for the combine step, and the model shapes they come in."""
+"""The combine step's arguments as one named structure, and seeded, realistic values for them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import mlx.core as mx
 import numpy as np
 
-from .dtypes import to_mlx_dtype
+from .arrays import to_mlx_dtype
+from .models import MODELS
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    """The MoE block shape of one published model."""
+class CombineArgs(NamedTuple):
+    """One call's arguments, in the order every implementation takes them (`fn(*args)` works).
+    sh_logit and y_shared are both None for a model with no gated shared expert; residual may be None."""
 
-    name: str
-    h: int
-    n_experts: int
-    top_k: int
-    gated_shared: bool  # has a shared expert scaled by sigmoid(sh_logit): exactly this op
-    renormalize: bool  # top-k router weights renormalised to sum to 1
-    source: str
+    expert_w: Any  # (n_tokens, top_k) router weights of each token's chosen experts
+    y_expert: Any  # (n_tokens * top_k, h), the chosen experts' outputs, top_k rows per token
+    sh_logit: Any = None  # (n_tokens,) the shared expert's gate logit
+    y_shared: Any = None  # (n_tokens, h) the shared expert's output
+    residual: Any = None  # (n_tokens, h) the residual stream
 
-
-# hidden_size, num_experts, num_experts_per_tok and the shared expert read from each model's config.json
-# and modelling code in Hugging Face Transformers (the "source" column names the checkpoint).
-MODELS = {
-    m.name: m
-    for m in [
-        ModelShape("Qwen3.5-35B-A3B", 2048, 256, 8, True, True,
-                   "Qwen/Qwen3.5-35B-A3B config.json; Transformers qwen3_5_moe (reuses Qwen3NextSparseMoeBlock)"),
-        ModelShape("Qwen3-Next-80B-A3B", 2048, 512, 10, True, True,
-                   "Qwen/Qwen3-Next-80B-A3B-Instruct config.json; Transformers qwen3_next"),
-        ModelShape("Qwen2-57B-A14B", 3584, 64, 8, True, False,
-                   "Qwen/Qwen2-57B-A14B config.json; Transformers qwen2_moe (norm_topk_prob false)"),
-        ModelShape("Qwen3-30B-A3B", 2048, 128, 8, False, True,
-                   "Qwen/Qwen3-30B-A3B config.json: no shared expert"),
-        ModelShape("DeepSeek-V3", 7168, 256, 8, False, True,
-                   "deepseek-ai/DeepSeek-V3 config.json: one shared expert, not gated"),
-        ModelShape("Mixtral-8x7B", 4096, 8, 2, False, True,
-                   "mistralai/Mixtral-8x7B-v0.1 config.json: no shared expert"),
-        ModelShape("gpt-oss-120b", 2880, 128, 4, False, True,
-                   "openai/gpt-oss-120b config.json: no shared expert"),
-    ]
-}
-
-
-@dataclass
-class MoEInputs:
-    """One call's arguments as float32 NumPy arrays; `.mlx(dtype)` casts them for a kernel."""
-
-    expert_w: np.ndarray  # (n_tokens, top_k)
-    y_expert: np.ndarray  # (n_tokens * top_k, h)
-    sh_logit: np.ndarray | None  # (n_tokens,), None without a gated shared expert
-    y_shared: np.ndarray | None  # (n_tokens, h), None without a gated shared expert
-    residual: np.ndarray | None  # (n_tokens, h) or None
-
-    def args(self) -> tuple:
-        """(expert_w, y_expert, sh_logit, y_shared, residual) as NumPy arrays."""
-        return self.expert_w, self.y_expert, self.sh_logit, self.y_shared, self.residual
-
-    def mlx(self, dtype: str = "float32", gate_dtype: str = "float32") -> tuple:
-        """The arguments as MLX arrays: activations in `dtype`, router weights and gate logit in `gate_dtype`."""
+    def mlx(self, dtype: str = "float32", gate_dtype: str = "float32") -> CombineArgs:
+        """The same arguments as MLX arrays: activations in `dtype`, expert_w and sh_logit in `gate_dtype`."""
         act, gate = to_mlx_dtype(dtype), to_mlx_dtype(gate_dtype)
         cast = lambda a, dt: None if a is None else mx.array(a).astype(dt)
-        return (cast(self.expert_w, gate), cast(self.y_expert, act), cast(self.sh_logit, gate),
-                cast(self.y_shared, act), cast(self.residual, act))
+        return CombineArgs(cast(self.expert_w, gate), cast(self.y_expert, act), cast(self.sh_logit, gate),
+                           cast(self.y_shared, act), cast(self.residual, act))
 
 
 def route(router_logits: np.ndarray, top_k: int, renormalize: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -79,9 +40,9 @@ def route(router_logits: np.ndarray, top_k: int, renormalize: bool) -> tuple[np.
 
 
 def make_inputs(n_tokens: int, h: int, top_k: int, *, n_experts: int | None = None, residual: bool = True,
-                shared: bool = True, renormalize: bool = True, seed: int = 0, gate_scale: float = 2.0) -> MoEInputs:
-    """Draw one call's inputs: router logits ~ N(0, 1) over n_experts → softmax → top-k weights;
-    expert and shared outputs ~ N(0, 0.5²); residual ~ N(0, 1); gate logits ~ N(0, gate_scale²).
+                shared: bool = True, renormalize: bool = True, seed: int = 0, gate_scale: float = 2.0) -> CombineArgs:
+    """Draw one call's arguments as float32 NumPy arrays: router logits ~ N(0, 1) over n_experts → softmax →
+    top-k weights; expert and shared outputs ~ N(0, 0.5²); residual ~ N(0, 1); gate logits ~ N(0, gate_scale²).
     The scales are plausible, not measured from a model; seeded, so a run is reproducible.
     shared=False leaves out sh_logit and y_shared (a model with no gated shared expert)."""
     if min(n_tokens, h, top_k) < 1:
@@ -96,11 +57,11 @@ def make_inputs(n_tokens: int, h: int, top_k: int, *, n_experts: int | None = No
     sh_logit = (gate_scale * rng.standard_normal(n_tokens)).astype(f32)
     y_shared = (0.5 * rng.standard_normal((n_tokens, h))).astype(f32)
     res = rng.standard_normal((n_tokens, h)).astype(f32) if residual else None
-    return MoEInputs(w.astype(f32), y_expert, sh_logit if shared else None, y_shared if shared else None, res)
+    return CombineArgs(w.astype(f32), y_expert, sh_logit if shared else None, y_shared if shared else None, res)
 
 
-def model_inputs(model: str, n_tokens: int, *, residual: bool = True, seed: int = 0) -> MoEInputs:
-    """Inputs at a published model's shape (see MODELS); the shared term only where the model gates one."""
+def model_inputs(model: str, n_tokens: int, *, residual: bool = True, seed: int = 0) -> CombineArgs:
+    """Arguments at a published model's shape (see models.MODELS); the shared term only where the model gates one."""
     m = MODELS[model]
     return make_inputs(n_tokens, m.h, m.top_k, n_experts=m.n_experts, residual=residual, shared=m.gated_shared,
                        renormalize=m.renormalize, seed=seed)

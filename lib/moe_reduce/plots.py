@@ -15,12 +15,13 @@ from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .bench import DECODE_TOKENS, Row, Run
+from .results import Row, Run
 
 IMPL_ORDER = ("kernel_vec_k", "kernel_vec", "kernel_scalar", "torch_compile", "torch", "mlx_compile", "mlx", "numpy")
 COLORS = dict(zip(IMPL_ORDER, ("C3", "C6", "C1", "C4", "C9", "C2", "C0", "C7")))
 DPI = 80
 SVG_SALT = "moe-reduce"
+DECODE_TOKENS = 64  # n_tokens up to this count as decode sizes (the latency plot)
 
 
 def impls_in(rows: Sequence[Row]) -> list[str]:

@@ -1,11 +1,11 @@
-"""The op written plainly: a float64 NumPy oracle, a float32 NumPy version in the
-kernel's summation order, and the same op as MLX array operations (eager and compiled)."""
+"""The op written plainly, once per array library: NumPy (the float64 oracle, and float32 in the kernel's
+summation order) and MLX (eager, and through mx.compile). The PyTorch version is in reference_torch."""
 from __future__ import annotations
 
 import mlx.core as mx
 import numpy as np
 
-from .dtypes import to_numpy
+from .arrays import to_numpy
 from .validate import validate
 
 
@@ -19,37 +19,34 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return np.where(x >= 0, one / (one + z), z / (one + z))
 
 
-def reference_f64(expert_w, y_expert, sh_logit, y_shared, residual=None) -> np.ndarray:
-    """The float64 oracle every implementation is checked against; returns (n_tokens, h)."""
+def numpy_combine(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None, *, dtype=np.float64) -> np.ndarray:
+    """The op in NumPy, every input converted to `dtype` and every step rounded to it, in the kernel's order:
+    k = 0 .. top_k-1, then the gated shared term (if given), then the residual (if given); returns (n_tokens, h)."""
     p = validate(expert_w, y_expert, sh_logit, y_shared, residual)
-    w = to_numpy(expert_w)
-    y = to_numpy(y_expert).reshape(p.n_tokens, p.top_k, p.h)
-    out = np.einsum("tk,tkh->th", w, y)
-    if p.shared:
-        out += sigmoid(to_numpy(sh_logit))[:, None] * to_numpy(y_shared)
-    if residual is not None:
-        out += to_numpy(residual)
-    return out
-
-
-def reference_kernel_order(expert_w, y_expert, sh_logit, y_shared, residual=None) -> np.ndarray:
-    """float32 arithmetic in the kernel's order: k = 0..top_k-1, then the shared term (if any), then the residual."""
-    p = validate(expert_w, y_expert, sh_logit, y_shared, residual)
-    f32 = np.float32
-    w = to_numpy(expert_w, f32)
-    y = to_numpy(y_expert, f32).reshape(p.n_tokens, p.top_k, p.h)
-    acc = np.zeros((p.n_tokens, p.h), f32)
+    w = to_numpy(expert_w, dtype)
+    y = to_numpy(y_expert, dtype).reshape(p.n_tokens, p.top_k, p.h)
+    acc = np.zeros((p.n_tokens, p.h), dtype)
     for k in range(p.top_k):
         acc = acc + w[:, k, None] * y[:, k, :]
     if p.shared:
-        acc = acc + sigmoid(to_numpy(sh_logit, f32))[:, None] * to_numpy(y_shared, f32)
+        acc = acc + sigmoid(to_numpy(sh_logit, dtype))[:, None] * to_numpy(y_shared, dtype)
     if residual is not None:
-        acc = acc + to_numpy(residual, f32)
+        acc = acc + to_numpy(residual, dtype)
     return acc
 
 
-def mlx_combine(expert_w: mx.array, y_expert: mx.array, sh_logit: mx.array | None, y_shared: mx.array | None,
-                residual: mx.array | None) -> mx.array:
+def reference_f64(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None) -> np.ndarray:
+    """The float64 oracle every implementation is checked against."""
+    return numpy_combine(expert_w, y_expert, sh_logit, y_shared, residual, dtype=np.float64)
+
+
+def reference_kernel_order(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None) -> np.ndarray:
+    """float32 arithmetic in the kernel's order: the error a correct float32 kernel should have."""
+    return numpy_combine(expert_w, y_expert, sh_logit, y_shared, residual, dtype=np.float32)
+
+
+def mlx_combine(expert_w: mx.array, y_expert: mx.array, sh_logit: mx.array | None = None,
+                y_shared: mx.array | None = None, residual: mx.array | None = None) -> mx.array:
     """Routed sum, plus the gated shared expert and the residual when given, as MLX ops (no checks)."""
     t, k = expert_w.shape
     y = y_expert.reshape(t, k, -1)
@@ -62,9 +59,11 @@ def mlx_combine(expert_w: mx.array, y_expert: mx.array, sh_logit: mx.array | Non
 mlx_combine_compiled = mx.compile(mlx_combine)
 
 
-def mlx_reference(expert_w, y_expert, sh_logit, y_shared, residual=None, *, compiled: bool = False) -> mx.array:
-    """The op as plain MLX ops in the inputs' dtype; `compiled=True` runs it through mx.compile."""
-    validate(expert_w, y_expert, sh_logit, y_shared, residual, allowed=("float32", "float16", "bfloat16"))
-    args = [a if a is None or isinstance(a, mx.array) else mx.array(a)
-            for a in (expert_w, y_expert, sh_logit, y_shared, residual)]
+def mlx_reference(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None, *,
+                  compiled: bool = False) -> mx.array:
+    """The op as plain MLX ops in the inputs' dtype, after the argument check; `compiled=True` runs it
+    through mx.compile."""
+    args = (expert_w, y_expert, sh_logit, y_shared, residual)
+    validate(*args, allowed=("float32", "float16", "bfloat16"))
+    args = [a if a is None or isinstance(a, mx.array) else mx.array(a) for a in args]
     return (mlx_combine_compiled if compiled else mlx_combine)(*args)

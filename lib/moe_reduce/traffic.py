@@ -1,4 +1,4 @@
-"""What one call must move and compute: the numbers that predict a memory-bound op."""
+"""What one call must move and compute: the numbers that predict a memory-bound op (no MLX import)."""
 from __future__ import annotations
 
 from .dtypes import ITEMSIZE

@@ -44,7 +44,8 @@ def _expect_dtype(name: str, x, allowed: tuple[str, ...], same_as: tuple[str, st
     return got
 
 
-def validate(expert_w, y_expert, sh_logit, y_shared, residual=None, *, allowed: tuple[str, ...] = FLOATING) -> Problem:
+def validate(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None, *,
+             allowed: tuple[str, ...] = FLOATING) -> Problem:
     """Check shapes and dtypes of one call; raise ValueError/TypeError naming the bad argument.
     sh_logit and y_shared are both None for a model with no gated shared expert."""
     w_shape = _shape("expert_w", expert_w)

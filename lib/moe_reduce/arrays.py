@@ -1,0 +1,23 @@
+"""Moving arrays between NumPy and MLX: dtype objects by name, and float64 NumPy copies for checking."""
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+MLX_DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
+
+
+def to_mlx_dtype(name: str) -> mx.Dtype:
+    """The MLX dtype for a name in MLX_DTYPES, or a TypeError naming the choices."""
+    if name not in MLX_DTYPES:
+        raise TypeError(f"dtype: expected one of {sorted(MLX_DTYPES)}, got {name!r}")
+    return MLX_DTYPES[name]
+
+
+def to_numpy(x, dtype=np.float64) -> np.ndarray:
+    """A NumPy copy of a NumPy or MLX array in `dtype` (MLX bfloat16 goes through float32)."""
+    if isinstance(x, mx.array):
+        if x.dtype == mx.bfloat16:
+            x = x.astype(mx.float32)
+        x = np.array(x)
+    return np.asarray(x, dtype=dtype)

@@ -1,0 +1,64 @@
+"""The kernel sources in shaders/ (shipped as the package moe_reduce.shaders) and the backends that run
+them: 'metal' (mx.fast.metal_kernel, Apple GPU), 'cuda' (mx.fast.cuda_kernel with metal_compat.cuh,
+NVIDIA GPU) and 'host' (msl_host: the generated Metal source compiled as C++ and run on the CPU)."""
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import msl_host
+
+BACKENDS = ("metal", "cuda", "host")
+SHADERS = importlib.resources.files("moe_reduce.shaders")
+
+
+def read_source(file: str) -> str:
+    """The text of one file in shaders/."""
+    return (SHADERS / file).read_text()
+
+
+@functools.cache
+def available_backends() -> tuple[str, ...]:
+    """Backends that can run here, best first."""
+    found = []
+    if mx.metal.is_available():
+        found.append("metal")
+    if mx.cuda.is_available():
+        found.append("cuda")
+    if shutil.which(os.environ.get("CXX", "c++")):
+        found.append("host")
+    return tuple(found)
+
+
+def pick_backend(backend: str = "auto") -> str:
+    """Resolve 'auto' to the best backend present; check a named one is present."""
+    present = available_backends()
+    if backend == "auto":
+        if not present:
+            raise RuntimeError("no kernel backend: no Metal (Apple GPU), no CUDA (NVIDIA GPU with mlx[cuda13]) and "
+                               "no C++ compiler for the host path: install g++ or clang++, or set $CXX")
+        return present[0]
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected 'auto' or one of {list(BACKENDS)}, got {backend!r}")
+    if backend not in present:
+        raise RuntimeError(f"backend: {backend!r} is not available here (available: {list(present)})")
+    return backend
+
+
+@functools.cache
+def compile_shader(file: str, input_names: tuple[str, ...], backend: str,
+                   output_names: tuple[str, ...] = ("out",), bounds_check: bool = True) -> Any:
+    """The MLX kernel object for a body in shaders/ on a backend; cached. `bounds_check` applies to the host
+    backend only (every buffer access checked; False for speed)."""
+    common = dict(name=Path(file).stem, input_names=list(input_names), output_names=list(output_names),
+                  source=read_source(file))
+    if backend == "metal":
+        return mx.fast.metal_kernel(**common)
+    if backend == "cuda":
+        return mx.fast.cuda_kernel(**common, header=read_source("metal_compat.cuh"))
+    return msl_host.metal_kernel(**common, source_name=f"shaders/{file}")

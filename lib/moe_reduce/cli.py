@@ -1,0 +1,116 @@
+"""Command line: `python -m moe_reduce bench [--quick] [--out DIR] ...` and `python -m moe_reduce plot DIR`.
+Bad input gets one line and exit status 2, before anything is measured."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import plots, results
+from .impls import available_impls, kernel_backend
+from .backends import pick_backend
+from .sweep import SWEEP_DTYPES, Plan, default_settings, run_sweep
+from .timing import TimerConfig
+
+IMPL_NAMES = ("kernel_vec_k", "kernel_vec", "kernel_scalar", "mlx", "mlx_compile", "numpy", "torch", "torch_compile")
+
+
+def names_of(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: a comma list whose items must all be in `allowed`."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        """'a,b' -> ('a', 'b'), or an ArgumentTypeError naming the bad items and the choices."""
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        bad = [x for x in items if x not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(allowed)}; got {text!r}")
+        return items
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: a `bench` and a `plot` command."""
+    parser = argparse.ArgumentParser(prog="python -m moe_reduce", description="Benchmark the MoE combine step.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("bench", help="run the sweeps; write CSV, JSON and figures")
+    b.add_argument("--quick", action="store_true", help="few sizes and repeats (under a minute on 2 CPU cores; default: the full sweep)")
+    b.add_argument("--out", type=Path, help="output folder (default: ./results/<device>-<date>/)")
+    b.add_argument("--dtypes", type=names_of(SWEEP_DTYPES), default=SWEEP_DTYPES,
+                   help=f"comma list of {','.join(SWEEP_DTYPES)} (default: both)")
+    b.add_argument("--impls", type=names_of(IMPL_NAMES),
+                   help=f"comma list of {', '.join(IMPL_NAMES)} (default: every one that runs here)")
+    b.add_argument("--sweeps", type=names_of(Plan.sweeps), default=Plan.sweeps,
+                   help=f"comma list of {','.join(Plan.sweeps)} (default: all three)")
+    b.add_argument("--no-residual", action="store_true", help="time the op without the residual add")
+    b.add_argument("--no-shared", action="store_true", help="time the op without the gated shared expert")
+    b.add_argument("--graph-calls", type=positive_int, default=TimerConfig.graph_calls,
+                   help="MLX calls per graph handed to the device (1 = one mx.async_eval per call; default: %(default)s)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = commands.add_parser("plot", help="redraw the figures of a saved run")
+    p.add_argument("dir", type=Path, help="a folder holding bench.csv and bench.json")
+    return parser
+
+
+def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Run the sweep, save the run and its figures, print a summary."""
+    available = available_impls(args.quick)
+    names = args.impls or tuple(available)
+    missing = [n for n in names if n not in available]
+    if missing:
+        parser.error(f"argument --impls: {', '.join(missing)} cannot run here (available: {', '.join(sorted(available))})")
+    if kernel_backend() is None:
+        try:
+            pick_backend()
+        except RuntimeError as e:
+            print(f"note: the kernels are not timed: {e}", file=sys.stderr)
+    settings = default_settings(args.quick, args.dtypes, args.sweeps, not args.no_residual, not args.no_progress,
+                                not args.no_shared, args.graph_calls)
+    run = run_sweep({n: available[n] for n in names}, settings, ["python", "-m", "moe_reduce", *args.argv])
+    out = args.out or results.default_out(run.meta)
+    files = results.save_run(run, out) + plots.plot_run(run, out)
+    print(summary(run))
+    print(f"wrote {len(files)} files to {out}/")
+
+
+def summary(run: results.Run) -> str:
+    """Best GB/s and % of ceiling per impl and dtype, the ceilings, the floor, skips and failures."""
+    m = run.meta
+    lines = [f"device {m['device']}; kernel backend {m['kernel_backend']}; {m['seconds']} s",
+             "ceiling " + ", ".join(f"{p}: {v:,.1f} GB/s" for p, v in m["ceiling_gbps"].items()),
+             f"floor {m['empty_kernel_label']}: " + (f"{m['empty_kernel_us']:.1f} µs" if m["empty_kernel_us"] else "-")]
+    for impl in plots.impls_in(run.rows):
+        for dtype in m["dtypes"]:
+            rows = run.select(impl=impl, dtype=dtype)
+            if rows:
+                best = max(rows, key=lambda r: r.gbps)
+                lines.append(f"  {impl:14s} {dtype:9s} best {best.gbps:9.1f} GB/s = {best.pct_of_ceiling:5.1f}% "
+                             f"at T={best.n_tokens} h={best.h} k={best.top_k} ({len(rows)} sizes)")
+    lines += [f"skipped: {s}" for s in m["skipped"]] + [f"FAILED: {f}" for f in m["failures"]]
+    return "\n".join(lines)
+
+
+def cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Redraw every figure of a saved run into its folder."""
+    if not results.is_run(args.dir):
+        parser.error(f"argument dir: {args.dir} holds no {results.CSV_NAME} and {results.JSON_NAME} "
+                     "(a folder written by `python -m moe_reduce bench`)")
+    files = plots.plot_run(results.load_run(args.dir), args.dir)
+    print(f"wrote {len(files)} figures to {args.dir}/")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    {"bench": cmd_bench, "plot": cmd_plot}[args.command](args, parser)

@@ -1,0 +1,114 @@
+"""The contenders: every way to run the op that the sweep times, with how each gets its inputs, runs,
+synchronises and hands its output back for checking. PyTorch's are in impls_torch (loaded where torch
+imports and sees a GPU)."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+import mlx.core as mx
+
+from . import kernels
+from .inputs import CombineArgs
+from .reference import mlx_combine, mlx_combine_compiled, reference_kernel_order
+from .backends import pick_backend
+from .timing import sync_mlx, sync_none
+
+GATE_DTYPE = "float32"  # router weights and gate logits stay float32 in every timed call
+HOST_MAX_OUTPUTS = 8192  # the host kernel path runs thread by thread: only n_tokens·h up to this, quick mode only
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One way to run the op: where it runs, which dtypes it takes, how inputs are made and outputs read."""
+
+    name: str
+    processor: str  # 'gpu' or 'cpu': which ceiling and rotation budget apply
+    backend: str
+    dtypes: tuple[str, ...]
+    kind: str  # input family: impls of one kind share input sets
+    prepare: Callable[[CombineArgs, str], CombineArgs]  # a fresh copy of one input set in a dtype
+    build: Callable[[str], Callable[..., Any]]  # dtype -> the callable (compiled ones are built once per dtype)
+    sync: Callable[[list], None]
+    flush: Callable[[list], None] | None = None  # hands lazy outputs to the device (MLX: mx.async_eval)
+    to_host: Callable[[Any], Any] = lambda out: out
+    max_outputs: int | None = None  # largest n_tokens·h it is timed at
+
+    def fits(self, n_tokens: int, h: int) -> bool:
+        """Whether this impl is timed at a size."""
+        return self.max_outputs is None or n_tokens * h <= self.max_outputs
+
+
+def mlx_processor() -> str:
+    """'gpu' when MLX's default device is a GPU (Metal or CUDA), else 'cpu'."""
+    return "gpu" if mx.default_device().type == mx.gpu else "cpu"
+
+
+def prepare_mlx(args: CombineArgs, dtype: str) -> CombineArgs:
+    """Fresh MLX arrays (mx.array copies the NumPy data), evaluated."""
+    out = args.mlx(dtype, GATE_DTYPE)
+    mx.eval([a for a in out if a is not None])
+    return out
+
+
+def prepare_numpy(args: CombineArgs, dtype: str) -> CombineArgs:
+    """Fresh float32 NumPy copies."""
+    return CombineArgs(*(None if a is None else a.copy() for a in args))
+
+
+def numpy_impl() -> Impl:
+    """float32 NumPy in the kernel's summation order, on the CPU."""
+    return Impl("numpy", "cpu", "numpy", ("float32",), "numpy", prepare_numpy,
+                lambda dtype: reference_kernel_order, sync_none)
+
+
+def mlx_impl(compiled: bool) -> Impl:
+    """The op as MLX array operations, eager or through mx.compile, on MLX's default device; called as a user
+    calls them, with no per-call argument check (the check against the oracle comes before timing)."""
+    proc = mlx_processor()
+    fn = mlx_combine_compiled if compiled else mlx_combine
+    return Impl("mlx_compile" if compiled else "mlx", proc, f"mlx-{proc}", ("float32", "bfloat16"), "mlx",
+                prepare_mlx, lambda dtype: fn, sync_mlx, mx.async_eval)
+
+
+def kernel_impl(variant: str, backend: str) -> Impl:
+    """kernels.moe_weighted_reduce with one variant on one backend ('host' only at tiny sizes)."""
+
+    def build(dtype: str) -> Callable[..., Any]:
+        """The kernel call with backend and variant fixed."""
+        return lambda *a: kernels.moe_weighted_reduce(*a, backend=backend, variant=variant)
+
+    proc = "cpu" if backend == "host" else "gpu"
+    return Impl(f"kernel_{variant}", proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx,
+                mx.async_eval, max_outputs=HOST_MAX_OUTPUTS if backend == "host" else None)
+
+
+def kernel_backend() -> str | None:
+    """The best backend the kernels run on here, or None when there is none."""
+    try:
+        return pick_backend()
+    except RuntimeError:
+        return None
+
+
+@functools.cache
+def torch_support() -> ModuleType | None:
+    """The module impls_torch when PyTorch imports and sees a CUDA GPU, else None."""
+    try:
+        from . import impls_torch
+    except ImportError:
+        return None
+    return impls_torch if impls_torch.torch.cuda.is_available() else None
+
+
+def available_impls(quick: bool) -> dict[str, Impl]:
+    """Every implementation that runs here; kernels on the slow host path only in quick mode."""
+    impls = [numpy_impl(), mlx_impl(False), mlx_impl(True)]
+    backend = kernel_backend()
+    if backend is not None and (backend != "host" or quick):
+        impls += [kernel_impl(v, backend) for v in kernels.VARIANTS]
+    support = torch_support()
+    impls += support.all_impls() if support else []
+    return {i.name: i for i in impls}

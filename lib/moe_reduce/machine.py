@@ -1,0 +1,61 @@
+"""What the sweep runs on: the CPU's name and last-level cache, the GPU's name, library versions."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import mlx.core as mx
+
+from .impls import mlx_processor, torch_support
+
+
+def first_line(cmd: list[str]) -> str | None:
+    """First output line of a command, or None if it fails or is missing."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
+def cpu_name() -> str:
+    """CPU model (from /proc/cpuinfo, else platform) and the CPUs this process may use."""
+    name = None
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        name = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                     if ln.startswith("model name")), None)
+    name = name or platform.processor() or platform.machine()
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name} ({n} CPUs)"
+
+
+def llc_bytes() -> int:
+    """The CPU's last-level cache from sysfs, or 32 MiB when unknown."""
+    for level in ("index3", "index2"):
+        path = Path(f"/sys/devices/system/cpu/cpu0/cache/{level}/size")
+        if path.exists():
+            text = path.read_text().strip()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1], 1)
+            return int(text.rstrip("KM")) * scale
+    return 32 << 20
+
+
+def gpu_name() -> str | None:
+    """The GPU MLX runs on: nvidia-smi or torch on CUDA, MLX's device_info on Metal; None without one."""
+    if mlx_processor() != "gpu":
+        return None
+    if mx.cuda.is_available():
+        name = first_line(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
+        support = torch_support()
+        return name or (support.device_name() if support else None) or "NVIDIA GPU"
+    return str(mx.device_info().get("device_name", "Apple GPU"))
+
+
+def versions() -> dict[str, str | None]:
+    """Python, MLX and (where it imports with a GPU) PyTorch versions."""
+    support = torch_support()
+    return {"python": platform.python_version(), "mlx": mx.__version__,
+            "torch": support.torch.__version__ if support else None}

@@ -1,0 +1,115 @@
+"""Benchmark results on disk: the CSV row schema, run metadata in JSON, loading every run under a folder.
+Reading results imports neither MLX nor any GPU library."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+CSV_NAME, JSON_NAME = "bench.csv", "bench.json"
+
+
+@dataclass
+class Row:
+    """One implementation × size × dtype."""
+
+    device: str
+    backend: str
+    impl: str
+    dtype: str
+    n_tokens: int
+    h: int
+    top_k: int
+    residual: bool
+    shared: bool
+    bytes: int
+    median_us: float
+    p20_us: float
+    p80_us: float
+    gbps: float
+    pct_of_ceiling: float
+    rel_error: float
+    calls: int
+    sets: int
+
+
+_PARSE = {"int": int, "float": float, "str": str, "bool": lambda s: {"True": True, "False": False}[s]}
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> None:
+    """Rows to CSV with a header line."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[fl.name for fl in fields(Row)], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+
+
+def read_csv(path: Path) -> list[Row]:
+    """Rows back from write_csv's file, typed."""
+    with open(path, newline="") as f:
+        return [Row(**{fl.name: _PARSE[fl.type](rec[fl.name]) for fl in fields(Row)}) for rec in csv.DictReader(f)]
+
+
+@dataclass
+class Run:
+    """One benchmark run: its rows and the metadata that says where and how they were taken."""
+
+    rows: list[Row]
+    meta: dict = field(default_factory=dict)
+    source: str | None = None  # the folder it was loaded from, if any
+
+    def select(self, **match) -> list[Row]:
+        """Rows whose fields equal every keyword given."""
+        return [r for r in self.rows if all(getattr(r, k) == v for k, v in match.items())]
+
+
+def save_run(run: Run, folder: Path) -> list[Path]:
+    """Write bench.csv and bench.json into a folder (created); returns both paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(run.rows, folder / CSV_NAME)
+    (folder / JSON_NAME).write_text(json.dumps(run.meta, indent=2, sort_keys=True) + "\n")
+    return [folder / CSV_NAME, folder / JSON_NAME]
+
+
+def is_run(folder: Path) -> bool:
+    """Whether a folder holds a saved run (both files)."""
+    return (folder / CSV_NAME).is_file() and (folder / JSON_NAME).is_file()
+
+
+def load_run(folder: Path) -> Run:
+    """A run saved by save_run; FileNotFoundError naming the folder and what is missing."""
+    folder = Path(folder)
+    if not is_run(folder):
+        raise FileNotFoundError(f"{folder}: expected a folder holding {CSV_NAME} and {JSON_NAME} "
+                                f"(written by `python -m moe_reduce bench`)")
+    return Run(read_csv(folder / CSV_NAME), json.loads((folder / JSON_NAME).read_text()), folder.name)
+
+
+def load_runs(root: Path) -> list[Run]:
+    """Every saved run in the folders directly under root, by folder name; [] if there are none."""
+    if not root.is_dir():
+        return []
+    return [load_run(d) for d in sorted(root.iterdir()) if is_run(d)]
+
+
+def find_results(start: Path | None = None) -> Path:
+    """The results/ folder of the repository holding `start` (default: the working directory, as a notebook in
+    notebooks/ has): the nearest results/ in start or a folder above it; start/results when there is none."""
+    start = Path.cwd() if start is None else Path(start)
+    for folder in (start, *start.resolve().parents):
+        if (folder / "results").is_dir():
+            return folder / "results"
+    return start / "results"
+
+
+def slug(text: str) -> str:
+    """Lower-case letters, digits and dashes: a folder name."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def default_out(meta: dict, base: Path | None = None) -> Path:
+    """results/<device-slug>-<date>/ under `base` (default: the working directory)."""
+    return (Path.cwd() if base is None else base) / "results" / f"{slug(meta['device'])}-{meta['date']}"

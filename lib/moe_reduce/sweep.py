@@ -1,0 +1,246 @@
+"""The benchmark sweep: which sizes, how much memory each processor may use, and the driver that checks
+every implementation against the oracle, times it and collects the rows of a Run (results.py)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import mlx.core as mx
+from tqdm import tqdm
+
+from .ceiling import copy_ceilings, empty_kernel_us, floor_label, gbps
+from .check import rel_error, tolerance
+from .impls import GATE_DTYPE, Impl, kernel_backend, torch_support
+from .inputs import make_inputs
+from .machine import cpu_name, gpu_name, llc_bytes, versions
+from .reference import reference_f64
+from .results import Row, Run
+from .timing import QUICK_TIMER, TimerConfig, chained, time_fn
+from .traffic import bytes_moved
+
+GiB, MB = 1 << 30, 10**6
+SWEEP_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Memory sizes for one processor: input rotation, per-size limit, the copy ceiling."""
+
+    rotation_bytes: int  # input sets rotate until their bytes pass this (≈ 4× the last-level cache)
+    max_sets: int
+    size_limit: int  # a size whose float32 bytes_moved passes this is skipped
+    ceiling_bytes: int  # array size of the copy ceiling
+
+
+GPU_BUDGET = Budget(200 * MB, 4096, 4 * GiB, 1 * GiB)
+
+
+def cpu_budget(quick: bool) -> Budget:
+    """CPU budget: rotation over 4× the last-level cache (capped), smaller still in quick mode."""
+    if quick:
+        return Budget(16 << 20, 64, 64 << 20, 64 << 20)
+    return Budget(min(4 * llc_bytes(), 256 << 20), 256, 2 * GiB, 256 << 20)
+
+
+@dataclass(frozen=True, order=True)
+class Size:
+    """One problem shape."""
+
+    n_tokens: int
+    h: int
+    top_k: int
+
+
+def pow2(lo: int, hi: int, step: int = 1) -> tuple[int, ...]:
+    """Powers of two from lo to hi inclusive, every `step`-th exponent."""
+    return tuple(2**e for e in range(int(math.log2(lo)), int(math.log2(hi)) + 1, step))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The sweeps: n_tokens at fixed h, h at fixed n_tokens (all impls), and an n_tokens × h grid (kernels)."""
+
+    tokens: tuple[int, ...] = pow2(1, 16384)
+    tokens_h: int = 2048
+    top_ks: tuple[int, ...] = (8, 10)
+    hiddens: tuple[int, ...] = pow2(256, 16384)
+    hiddens_tokens: int = 1024
+    heat_tokens: tuple[int, ...] = pow2(1, 16384, 2)
+    heat_hiddens: tuple[int, ...] = pow2(256, 16384)
+    heat_top_k: int = 8
+    sweeps: tuple[str, ...] = ("tokens", "hidden", "heatmap")
+
+    def sizes(self) -> dict[Size, bool]:
+        """Every size to time, mapped to whether all impls run there (False: kernel variants only)."""
+        out: dict[Size, bool] = {}
+        if "heatmap" in self.sweeps:
+            out.update({Size(t, h, self.heat_top_k): False for t in self.heat_tokens for h in self.heat_hiddens})
+        if "tokens" in self.sweeps:
+            out.update({Size(t, self.tokens_h, k): True for t in self.tokens for k in self.top_ks})
+        if "hidden" in self.sweeps:
+            out.update({Size(self.hiddens_tokens, h, self.top_ks[0]): True for h in self.hiddens})
+        return dict(sorted(out.items()))
+
+
+QUICK_PLAN = Plan(tokens=(1, 4, 16, 64, 256), top_ks=(8,), hiddens=(256, 1024, 4096), hiddens_tokens=64,
+                  heat_tokens=(1, 4), heat_hiddens=(256, 2048))
+
+
+@dataclass
+class Settings:
+    """Everything a sweep needs besides the implementations."""
+
+    plan: Plan
+    dtypes: tuple[str, ...]
+    timer: TimerConfig
+    budgets: dict[str, Budget]  # by processor
+    residual: bool = True
+    progress: bool = True
+    shared: bool = True
+
+
+def default_settings(quick: bool, dtypes: Sequence[str] = SWEEP_DTYPES, sweeps: Sequence[str] = Plan.sweeps,
+                     residual: bool = True, progress: bool = True, shared: bool = True,
+                     graph_calls: int | None = None) -> Settings:
+    """Full or quick plan (restricted to `sweeps`), timer and budgets for this machine; ValueError naming a bad
+    sweep, dtype or graph_calls."""
+    for name, given, allowed in (("sweeps", sweeps, Plan.sweeps), ("dtypes", dtypes, SWEEP_DTYPES)):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown or not given:
+            raise ValueError(f"{name}: expected one or more of {list(allowed)}, got {unknown or list(given)}")
+    if graph_calls is not None and graph_calls < 1:
+        raise ValueError(f"graph_calls: expected an integer >= 1, got {graph_calls}")
+    plan = dataclasses.replace(QUICK_PLAN if quick else Plan(), sweeps=tuple(sweeps))
+    budgets = {"gpu": GPU_BUDGET, "cpu": cpu_budget(quick)}
+    timer = QUICK_TIMER if quick else TimerConfig()
+    if graph_calls is not None:
+        timer = dataclasses.replace(timer, graph_calls=graph_calls)
+    return Settings(plan, tuple(dtypes), timer, budgets, residual, progress, shared)
+
+
+def problem_bytes(n_tokens: int, h: int, top_k: int, dtype: str, residual: bool, shared: bool = True) -> int:
+    """Bytes one call must move (traffic.bytes_moved with the float32 gate inputs used here)."""
+    return bytes_moved(n_tokens, top_k, h, dtype, residual, gate_dtype=GATE_DTYPE, shared=shared)
+
+
+def n_sets(nbytes: int, budget: Budget) -> int:
+    """Input sets to rotate so that their bytes pass the budget's rotation size (at least 1)."""
+    return max(1, min(budget.max_sets, math.ceil(budget.rotation_bytes / nbytes)))
+
+
+class SizeCase:
+    """One size in one dtype: inputs drawn once, the oracle computed once, input sets per family."""
+
+    def __init__(self, size: Size, dtype: str, residual: bool, shared: bool = True):
+        self.size, self.dtype, self.residual, self.shared = size, dtype, residual, shared
+        self.inputs = make_inputs(size.n_tokens, size.h, size.top_k, residual=residual, shared=shared)
+        self.ref = reference_f64(*self.inputs.mlx(dtype, GATE_DTYPE))
+        self.bytes = problem_bytes(size.n_tokens, size.h, size.top_k, dtype, residual, shared)
+        self._sets: dict[tuple[str, int], list] = {}
+
+    def sets(self, impl: Impl, count: int) -> list:
+        """`count` independent copies of the inputs for an impl's family (shared between its impls)."""
+        key = (impl.kind, count)
+        if key not in self._sets:
+            self._sets[key] = [impl.prepare(self.inputs, self.dtype) for _ in range(count)]
+        return self._sets[key]
+
+
+def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, device: str,
+            ceiling: float) -> Row:
+    """Check one impl's output against the float64 oracle, then time it; AssertionError if it is wrong."""
+    count = n_sets(case.bytes, s.budgets[impl.processor])
+    sets = case.sets(impl, count)
+    out = fn(*sets[0])
+    impl.sync([out])
+    err = rel_error(impl.to_host(out), case.ref)
+    if not err < tolerance(case.dtype):
+        raise AssertionError(f"{impl.name} {case.dtype} {case.size}: relative error {err:.2e} "
+                             f"is not under {tolerance(case.dtype):.0e}")
+    call, linked = chained(fn, sets)
+    t = time_fn(call, impl.sync, count, s.timer, flush=impl.flush, group=s.timer.graph_calls if linked else 1)
+    rate = gbps(case.bytes, t.median)
+    sz = case.size
+    return Row(device, impl.backend, impl.name, case.dtype, sz.n_tokens, sz.h, sz.top_k, case.residual,
+               case.shared, case.bytes, t.median * 1e6, t.p20 * 1e6, t.p80 * 1e6, rate, 100 * rate / ceiling, err,
+               t.calls, count)
+
+
+def release_memory() -> None:
+    """Hand cached device buffers back between sizes (MLX, and torch when present)."""
+    mx.clear_cache()
+    support = torch_support()
+    if support is not None:
+        support.release()
+
+
+def plan_tasks(s: Settings, impls: dict[str, Impl]) -> tuple[list[tuple[Size, str, list[Impl]]], list[str]]:
+    """(size, dtype, impls) to run, and a line for each size skipped as over its memory budget."""
+    tasks, skipped = [], []
+    for size, everyone in s.plan.sizes().items():
+        f32 = problem_bytes(size.n_tokens, size.h, size.top_k, "float32", s.residual, s.shared)
+        for dtype in s.dtypes:
+            chosen = [i for i in impls.values() if dtype in i.dtypes and i.fits(size.n_tokens, size.h)
+                      and (everyone or i.name.startswith("kernel_"))]
+            fit = [i for i in chosen if f32 <= s.budgets[i.processor].size_limit]
+            if len(fit) < len(chosen):
+                over = ", ".join(i.name for i in chosen if i not in fit)
+                skipped.append(f"{size} {dtype}: {over}: {f32 / GiB:.2f} GiB of float32 inputs is over the budget")
+            if fit:
+                tasks.append((size, dtype, fit))
+    return tasks, skipped
+
+
+def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = None) -> Run:
+    """Measure the ceilings and the floor, then every (size, dtype, impl) of the plan; returns the Run."""
+    started = time.perf_counter()
+    backend = kernel_backend()
+    names = {"cpu": cpu_name(), "gpu": gpu_name()}
+    processors = sorted({i.processor for i in impls.values()})
+    methods = {p: copy_ceilings(p, s.budgets[p].ceiling_bytes, s.timer, backend) for p in processors}
+    ceilings = {p: max(m.values()) for p, m in methods.items()}
+    floor = empty_kernel_us(backend, s.timer) if backend is not None else None
+    floor_plain = empty_kernel_us(backend, s.timer, compiled=False) if backend not in (None, "host") else floor
+    tasks, skipped = plan_tasks(s, impls)
+    built: dict[tuple[str, str], Callable[..., Any]] = {}
+    rows: list[Row] = []
+    failures: list[str] = []
+    bar = tqdm(tasks, desc="bench", unit="size", disable=not s.progress, file=sys.stderr)
+    for size, dtype, chosen in bar:
+        bar.set_postfix_str(f"T={size.n_tokens} h={size.h} k={size.top_k} {dtype}")
+        case = SizeCase(size, dtype, s.residual, s.shared)
+        for impl in chosen:
+            if (impl.name, dtype) not in built:
+                built[impl.name, dtype] = impl.build(dtype)
+            try:
+                rows.append(measure(impl, built[impl.name, dtype], case, s, names[impl.processor],
+                                    ceilings[impl.processor]))
+            except AssertionError as e:
+                failures.append(str(e))
+        del case
+        release_memory()
+    support, v = torch_support(), versions()
+    meta = {
+        "device": names["gpu"] or names["cpu"], "cpu": names["cpu"], "gpu": names["gpu"],
+        "kernel_backend": backend, "mlx_device": str(mx.default_device()),
+        "mlx_version": v["mlx"], "torch_version": v["torch"], "python": v["python"],
+        "date": datetime.date.today().isoformat(),
+        "ceiling_gbps": ceilings, "ceiling_methods_gbps": methods,
+        "ceiling_bytes": {p: s.budgets[p].ceiling_bytes for p in processors},
+        "empty_kernel_us": floor, "empty_kernel_plain_us": floor_plain, "empty_kernel_label": floor_label(backend),
+        "impls": sorted(impls), "dtypes": list(s.dtypes), "gate_dtype": GATE_DTYPE,
+        "residual": s.residual, "shared": s.shared,
+        "plan": asdict(s.plan), "timer": asdict(s.timer), "budgets": {p: asdict(b) for p, b in s.budgets.items()},
+        "skipped": skipped, "failures": failures,
+        "command": " ".join(argv) if argv is not None else None,
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_memory_gb": {"mlx": mx.get_peak_memory() / 1e9, "torch": support.peak_gb() if support else None,
+                           "host_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9},
+    }
+    return Run(rows, meta)
