@@ -34,7 +34,7 @@ def test_plan_skips_over_budget():
     tasks, skipped = sweep.plan_tasks(s, {"numpy": numpy_impl()})
     planned = {z for z, _, _ in tasks}
     assert planned and all(sweep.problem_bytes(z.n_tokens, z.h, z.top_k, "float32", True) <= 1 << 20 for z in planned)
-    over = [z for z, everyone in s.plan.sizes().items() if everyone and z not in planned]
+    over = [z for z, role in s.plan.sizes().items() if sweep.runs_at(role, "numpy") and z not in planned]
     assert over and len(skipped) == len(over) and all("numpy" in line and "over the budget" in line for line in skipped)
 
 
@@ -67,9 +67,9 @@ def test_quick_run_rows(quick_dir):
     run = results.load_run(quick_dir)
     plan, impls = sweep.QUICK_PLAN, available_impls(quick=True)
     assert run.meta["failures"] == [] and run.meta["skipped"] == [] and sorted(impls) == run.meta["impls"]
-    expected = {(name, dtype, z) for name, impl in impls.items() for z, everyone in plan.sizes().items()
+    expected = {(name, dtype, z) for name, impl in impls.items() for z, role in plan.sizes().items()
                 for dtype in set(impl.dtypes) & {"float32", "bfloat16"}
-                if impl.fits(z.n_tokens, z.h) and (everyone or name.startswith("kernel_"))}
+                if impl.fits(z.n_tokens, z.h) and sweep.runs_at(role, name)}
     got = [(r.impl, r.dtype, sweep.Size(r.n_tokens, r.h, r.top_k)) for r in run.rows]
     assert sorted(got) == sorted(expected)
     ceiling = run.meta["ceiling_gbps"]["cpu"]

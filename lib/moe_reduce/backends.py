@@ -7,6 +7,7 @@ import functools
 import importlib.resources
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,19 @@ def pick_backend(backend: str = "auto") -> str:
     if backend not in present:
         raise RuntimeError(f"backend: {backend!r} is not available here (available: {list(present)})")
     return backend
+
+
+@functools.cache
+def device_name(backend: str) -> str | None:
+    """The GPU a backend runs on, as MLX (or nvidia-smi) names it; None for the host backend."""
+    if backend == "host":
+        return None
+    name = mx.device_info().get("device_name")
+    if not name and backend == "cuda":
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, check=False).stdout.strip()
+        name = out.splitlines()[0] if out else None
+    return name or None
 
 
 @functools.cache

@@ -1,15 +1,31 @@
-"""What no implementation can beat, measured in the same run as the implementations: the copy ceiling
-(GB/s of the best plain copy) and the empty-kernel floor (µs of a kernel that does nothing)."""
+"""What no implementation should beat, measured in the same run as the implementations.
+
+The ceiling is the best rate of several pure-traffic kernels (bytes read + written per second): a copy, a
+read-only pass, and `mix`, which reads 10 rows for every row it writes with 16-byte accesses, as the
+combine does at top_k = 8. Each is measured in wall time and, where CUPTI is available, in GPU time (the
+ceiling for GPU-time rows). The floor is an empty kernel launched the way our kernels are."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import mlx.core as mx
 import numpy as np
 
-from .impls import torch_support
 from .backends import compile_shader
-from .timing import TimerConfig, sync_mlx, sync_none, time_fn
+from .gputime import gpu_time
+from .impls import torch_support
+from .timing import TimerConfig, run_calls, sync_mlx, sync_none, time_fn
+
+MIX_ROWS = 10  # rows read per row written by mix.metal: top_k + 2 at top_k = 8
+
+
+@dataclass(frozen=True)
+class Rate:
+    """GB/s of one traffic method: from the median wall time per call, and from GPU time (None without CUPTI)."""
+
+    wall_gbps: float
+    gpu_gbps: float | None
 
 
 def gbps(nbytes: int, seconds: float) -> float:
@@ -17,41 +33,75 @@ def gbps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e9
 
 
-def copy_ceilings(processor: str, nbytes: int, cfg: TimerConfig, backend: str | None = None) -> dict[str, float]:
-    """GB/s of copying nbytes of float32, read + written, by every method at hand; the best is the ceiling.
-    GPU: shaders/copy.metal (16 bytes a thread) on the kernel backend, MLX `x + 1`, and torch `y.copy_(x)`
-    when torch sees the GPU. CPU: MLX `x + 1` and NumPy into a preallocated output (MLX's CPU path pays a
-    fresh allocation's page faults per call, which is not the memory's limit)."""
+def rate(call: Callable[[int, Any], Any], sync: Callable[[list], None], traffic: int, cfg: TimerConfig,
+         flush: Callable[[list], None] | None = None, gpu: bool = False, chained: bool = True) -> Rate:
+    """Wall and (on a GPU) device rate of one method moving `traffic` bytes per call. Calls that do not feed the
+    next (chained=False) are each handed to the device, or a lazy one whose output is dropped would never run."""
+    group = cfg.graph_calls if chained else 1
+    t = time_fn(call, sync, cfg=cfg, max_batch=4, flush=flush, group=group)
+    calls = 8
+    g = gpu_time(lambda: run_calls(call, calls, iter(range(calls)), sync, flush, group), calls) if gpu else None
+    return Rate(gbps(traffic, t.median), None if g is None else gbps(traffic, g.us * 1e-6))
+
+
+def kernel_methods(backend: str, nbytes: int, cfg: TimerConfig) -> dict[str, Rate]:
+    """copy.metal, read.metal and mix.metal on a GPU kernel backend, each over about nbytes of float32."""
+    n = nbytes // 4 // 4 * 4
+    x = mx.ones((n,), mx.float32)
+    rows = mx.ones((MIX_ROWS, 2 * n // (MIX_ROWS + 1) // 4 * 4), mx.float32)
+    mx.eval(x, rows)
+    copy = compile_shader("copy.metal", ("x",), backend)
+    read = compile_shader("read.metal", ("x",), backend)
+    mix = compile_shader("mix.metal", ("x",), backend)
+    launch = dict(threadgroup=(256, 1, 1), output_dtypes=[mx.float32])
+    m = rows.shape[1]
+    return {
+        "copy.metal": rate(lambda i, prev: copy(inputs=[x if prev is None else prev], grid=(n // 4, 1, 1),
+                                                output_shapes=[(n,)], **launch)[0],
+                           sync_mlx, 2 * 4 * n, cfg, mx.async_eval, gpu=True),
+        "read.metal": rate(lambda i, prev: read(inputs=[x], grid=(n // 4, 1, 1), output_shapes=[(1,)], **launch)[0],
+                           sync_mlx, 4 * n, cfg, mx.async_eval, gpu=True, chained=False),
+        "mix.metal": rate(lambda i, prev: mix(inputs=[rows], grid=(m // 4, 1, 1), output_shapes=[(m,)],
+                                              template=[("R", MIX_ROWS)], **launch)[0],
+                          sync_mlx, (MIX_ROWS + 1) * 4 * m, cfg, mx.async_eval, gpu=True, chained=False),
+    }
+
+
+def traffic_ceilings(processor: str, nbytes: int, cfg: TimerConfig, backend: str | None = None) -> dict[str, Rate]:
+    """The rate of every traffic method at hand; the best is the ceiling. GPU: our three traffic kernels on the
+    kernel backend, MLX `x + 1` and torch `y.copy_(x)` when torch sees the GPU. CPU: MLX `x + 1` and NumPy
+    into a preallocated output (MLX's CPU path pays a fresh allocation's page faults per call, which is not
+    the memory's limit)."""
     n = nbytes // 4
+    gpu = processor == "gpu"
     found = {}
-
-    def rate(call: Callable[[int, Any], Any], sync: Callable[[list], None], max_batch: int | None = 4,
-             flush: Callable[[list], None] | None = None) -> float:
-        """GB/s of one copy method: 2 * nbytes over its median time per call."""
-        t = time_fn(call, sync, cfg=cfg, max_batch=max_batch, flush=flush, group=cfg.graph_calls)
-        return gbps(2 * nbytes, t.median)
-
-    with mx.stream(mx.Device(mx.gpu if processor == "gpu" else mx.cpu)):
+    with mx.stream(mx.Device(mx.gpu if gpu else mx.cpu)):
         x = mx.ones((n,), mx.float32)
         mx.eval(x)
-        found["mlx x + 1"] = rate(lambda i, prev: (x if prev is None else prev) + 1, sync_mlx, flush=mx.async_eval)
-        if processor == "gpu" and backend in ("cuda", "metal"):
-            copy = compile_shader("copy.metal", ("x",), backend)
-            found["copy.metal kernel"] = rate(lambda i, prev: copy(
-                inputs=[x if prev is None else prev], grid=(n // 4, 1, 1), threadgroup=(256, 1, 1),
-                output_shapes=[(n,)], output_dtypes=[mx.float32])[0], sync_mlx, flush=mx.async_eval)
-    support = torch_support() if processor == "gpu" else None
+        found["mlx x + 1"] = rate(lambda i, prev: (x if prev is None else prev) + 1, sync_mlx, 2 * nbytes, cfg,
+                                  mx.async_eval, gpu=gpu)
+        if gpu and backend in ("cuda", "metal"):
+            found.update(kernel_methods(backend, nbytes, cfg))
+    support = torch_support() if gpu else None
     if support is not None:
-        torch = support.torch
-        a = torch.ones(n, device="cuda")
-        b = torch.empty_like(a)
-        found["torch y.copy_(x)"] = rate(lambda i, prev: b.copy_(a), support.sync)
+        a = support.torch.ones(n, device="cuda")
+        b = support.torch.empty_like(a)
+        found["torch y.copy_(x)"] = rate(lambda i, prev: b.copy_(a), support.sync, 2 * nbytes, cfg, gpu=True,
+                                         chained=False)
         del a, b
-    if processor == "cpu":
+    if not gpu:
         a = np.ones(n, np.float32)
         b = np.empty_like(a)
-        found["numpy add(x, 1, out=y)"] = rate(lambda i, prev: np.add(a, 1, out=b), sync_none, max_batch=None)
+        found["numpy add(x, 1, out=y)"] = rate(lambda i, prev: np.add(a, 1, out=b), sync_none, 2 * nbytes, cfg,
+                                               chained=False)
     return found
+
+
+def best(rates: dict[str, Rate], gpu: bool = False) -> float | None:
+    """The ceiling: the best wall rate, or the best GPU-time rate (None where none was measured)."""
+    values = [r.gpu_gbps if gpu else r.wall_gbps for r in rates.values()]
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
 
 
 def empty_kernel_us(backend: str, cfg: TimerConfig, compiled: bool = True) -> float:

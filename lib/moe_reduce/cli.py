@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import plots, results
-from .impls import available_impls, kernel_backend
+from . import plots, results, tune
+from .impls import available_impls, kernel_backend, torch_support
 from .backends import pick_backend
 from .sweep import SWEEP_DTYPES, Plan, default_settings, run_sweep
 from .timing import TimerConfig
 
-IMPL_NAMES = ("kernel_vec_k", "kernel_vec", "kernel_scalar", "mlx", "mlx_compile", "numpy", "torch", "torch_compile")
+IMPL_NAMES = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar", "mlx", "mlx_compile", "numpy", "torch", "torch_compile",
+              "torch_compile_graph", "triton", "triton_graph")
 
 
 def names_of(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -57,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = commands.add_parser("plot", help="redraw the figures of a saved run")
     p.add_argument("dir", type=Path, help="a folder holding bench.csv and bench.json")
+    t = commands.add_parser("tune", help="measure the launch table behind variant='auto' (GPU and torch needed)")
+    t.add_argument("--out", type=Path, required=True, help="folder for tune.csv and launch_table.json")
+    t.add_argument("--dtypes", type=names_of(SWEEP_DTYPES), default=SWEEP_DTYPES,
+                   help=f"comma list of {','.join(SWEEP_DTYPES)} (default: both)")
     return parser
 
 
@@ -107,10 +112,18 @@ def cmd_plot(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(f"wrote {len(files)} figures to {args.dir}/")
 
 
+def cmd_tune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Measure the launch table on this GPU and write it."""
+    if kernel_backend() in (None, "host") or torch_support() is None:
+        parser.error("tune: needs a GPU kernel backend (cuda or metal) and PyTorch with CUDA for GPU time")
+    table = tune.tune(args.out, args.dtypes)
+    print(f"wrote {args.out}/tune.csv and {args.out}/launch_table.json ({sum(map(len, table['cards'].values()))} entries)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
-    {"bench": cmd_bench, "plot": cmd_plot}[args.command](args, parser)
+    {"bench": cmd_bench, "plot": cmd_plot, "tune": cmd_tune}[args.command](args, parser)

@@ -18,6 +18,7 @@ from .timing import sync_mlx, sync_none
 
 GATE_DTYPE = "float32"  # router weights and gate logits stay float32 in every timed call
 HOST_MAX_OUTPUTS = 8192  # the host kernel path runs thread by thread: only n_tokens·h up to this, quick mode only
+GRAPH_MAX_OUTPUTS = 2**19  # CUDA-graph peers are timed up to n_tokens·h = 256·2048
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Impl:
     flush: Callable[[list], None] | None = None  # hands lazy outputs to the device (MLX: mx.async_eval)
     to_host: Callable[[Any], Any] = lambda out: out
     max_outputs: int | None = None  # largest n_tokens·h it is timed at
+    graphed: bool = False  # timed as CUDA-graph replays of chained calls (impls_torch.graph_call)
 
     def fits(self, n_tokens: int, h: int) -> bool:
         """Whether this impl is timed at a size."""
@@ -47,8 +49,10 @@ def mlx_processor() -> str:
 
 
 def prepare_mlx(args: CombineArgs, dtype: str) -> CombineArgs:
-    """Fresh MLX arrays (mx.array copies the NumPy data), evaluated."""
-    out = args.mlx(dtype, GATE_DTYPE)
+    """Fresh MLX arrays, evaluated, each written by a kernel on MLX's device as a model's layer writes its
+    outputs: an array made from NumPy data lives in CUDA unified (managed) memory on MLX's CUDA backend, which
+    costs a GPU kernel extra time to read at small sizes (notebook 03 measures it)."""
+    out = CombineArgs(*(None if a is None else a * 1 for a in args.mlx(dtype, GATE_DTYPE)))
     mx.eval([a for a in out if a is not None])
     return out
 
@@ -74,7 +78,8 @@ def mlx_impl(compiled: bool) -> Impl:
 
 
 def kernel_impl(variant: str, backend: str) -> Impl:
-    """kernels.moe_weighted_reduce with one variant on one backend ('host' only at tiny sizes)."""
+    """kernels.moe_weighted_reduce with one variant ("auto": as launched by default) on one backend ('host' only
+    at tiny sizes)."""
 
     def build(dtype: str) -> Callable[..., Any]:
         """The kernel call with backend and variant fixed."""
@@ -103,12 +108,23 @@ def torch_support() -> ModuleType | None:
     return impls_torch if impls_torch.torch.cuda.is_available() else None
 
 
+@functools.cache
+def triton_support() -> ModuleType | None:
+    """The module impls_triton when Triton imports beside a CUDA-capable torch, else None."""
+    if torch_support() is None:
+        return None
+    try:
+        from . import impls_triton
+    except ImportError:
+        return None
+    return impls_triton
+
+
 def available_impls(quick: bool) -> dict[str, Impl]:
     """Every implementation that runs here; kernels on the slow host path only in quick mode."""
     impls = [numpy_impl(), mlx_impl(False), mlx_impl(True)]
     backend = kernel_backend()
     if backend is not None and (backend != "host" or quick):
-        impls += [kernel_impl(v, backend) for v in kernels.VARIANTS]
-    support = torch_support()
-    impls += support.all_impls() if support else []
+        impls += [kernel_impl(v, backend) for v in ("auto", *kernels.VARIANTS)]
+    impls += [i for support in (torch_support(), triton_support()) if support for i in support.all_impls()]
     return {i.name: i for i in impls}

@@ -6,9 +6,12 @@ from typing import Any, Callable
 
 import torch
 
-from .impls import GATE_DTYPE, Impl
+from .impls import GATE_DTYPE, GRAPH_MAX_OUTPUTS, Impl
 from .inputs import CombineArgs
 from .reference_torch import torch_combine
+from .timing import chained
+
+GRAPH_CALLS = 64  # at least this many chained calls in one captured graph
 
 
 def prepare(args: CombineArgs, dtype: str) -> CombineArgs:
@@ -34,12 +37,50 @@ def torch_impl(name: str, build: Callable[[str], Callable[..., Any]]) -> Impl:
     return Impl(name, "gpu", "torch-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync, to_host=to_host)
 
 
+def compiled(dtype: str) -> Callable[..., Any]:
+    """torch.compile of torch_combine with static shapes (Inductor's best kernel for each size)."""
+    return torch.compile(torch_combine, dynamic=False)
+
+
 def all_impls() -> list[Impl]:
-    """Eager torch_combine and torch.compile(dynamic=False) of it. Static shapes give Inductor's best kernel
-    for each size; `release` resets dynamo between sizes so each size compiles afresh, under the recompile
-    limit."""
-    return [torch_impl("torch", lambda dtype: torch_combine),
-            torch_impl("torch_compile", lambda dtype: torch.compile(torch_combine, dynamic=False))]
+    """Eager torch_combine; torch.compile(dynamic=False) of it, launched per call and captured in CUDA graphs
+    as a serving engine runs its decode steps. `release` resets dynamo between sizes so each size compiles
+    afresh, under the recompile limit."""
+    return [torch_impl("torch", lambda dtype: torch_combine), torch_impl("torch_compile", compiled),
+            Impl("torch_compile_graph", "gpu", "torch-cuda", ("float32", "bfloat16"), "torch", prepare, compiled,
+                 sync, to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True)]
+
+
+def graph_call(fn: Callable[..., Any], sets: list[CombineArgs],
+               min_calls: int = GRAPH_CALLS) -> tuple[Callable[[int, Any], Any], int]:
+    """fn captured into one CUDA graph as a chain of calls over the input sets (each call fed by the previous
+    one, as in timing.chained), repeated until the chain has at least min_calls calls; returns a timer call
+    that replays the graph, and the number of op calls in one replay."""
+    step, _ = chained(fn, sets)
+    calls = len(sets) * -(-min_calls // len(sets))
+
+    def chain() -> torch.Tensor:
+        """The chained calls, in order."""
+        out = None
+        for j in range(calls):
+            out = step(j % len(sets), out)
+        return out
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        chain()  # warm up (compilation, autotuning, allocator) outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = chain()
+
+    def replay(i: int, prev: Any) -> torch.Tensor:
+        """One replay of the whole chain."""
+        graph.replay()
+        return out
+
+    return replay, calls
 
 
 def release() -> None:

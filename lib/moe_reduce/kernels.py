@@ -1,9 +1,10 @@
-"""The combine kernels in shaders/, launched on whichever backend is present (see shaders.py).
+"""The combine kernels in shaders/, launched on whichever backend is present (see backends.py).
 
-Read it top to bottom: the variants, the launch configuration, then the plain call,
-`moe_weighted_reduce`: validate → choose the variant → configure the launch → dispatch. Below the line
-"Fast path" is what a model's repeated calls on a GPU go through instead: the same steps traced once per
-(shape, dtype) by mx.compile and replayed from C++."""
+Read it top to bottom: the variants, the launch configuration, then the plain call, `moe_weighted_reduce`:
+validate → choose the variant and threadgroup size → configure the launch → dispatch. variant="auto" (the
+default) takes them from the table measured on the GPU host (launch_table.py). Below the line "Fast path" is
+what a model's repeated calls on a GPU go through instead: the same steps traced once per (shape, dtype) by
+mx.compile and replayed from C++."""
 from __future__ import annotations
 
 import functools
@@ -13,13 +14,15 @@ from typing import Any, Callable, NamedTuple
 
 import mlx.core as mx
 
+from . import launch_table
 from .arrays import to_mlx_dtype
+from .backends import compile_shader, device_name, pick_backend, read_source
 from .dtypes import ITEMSIZE, KERNEL_DTYPES
 from .inputs import CombineArgs
-from .backends import compile_shader, pick_backend, read_source
 from .validate import Problem, validate
 
 INPUT_NAMES = CombineArgs._fields  # the kernel's buffers, in the order MLX numbers them
+DEFAULT_THREADS = 256  # threadgroup size when a variant is named and no size is given
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class LaunchConfig(NamedTuple):
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What ran: backend, variant, MLX kernel name, grid and threadgroup (both in threads), template."""
+    """What ran: backend, variant, MLX kernel name, grid and threadgroup (both in threads), template, and what
+    chose the variant and threadgroup size."""
 
     backend: str
     variant: str
@@ -68,6 +72,7 @@ class RunInfo:
     grid: tuple[int, int, int]
     threadgroup: tuple[int, int, int]
     template: tuple
+    chosen_by: str
 
 
 def kernel_source(variant: str = "scalar") -> str:
@@ -89,7 +94,15 @@ def choose_variant(name: str, p: Problem) -> Variant:
     return VARIANTS["scalar"] if v.vector and p.n_tokens * p.h < 8 else v
 
 
-def launch_config(variant: str, p: Problem, threads: int = 256) -> LaunchConfig:
+def choose_launch(backend: str, variant: str, threads: int | None, p: Problem) -> tuple[Variant, int, str]:
+    """The variant and threadgroup size to run, and why: as asked, or for "auto" from the launch table."""
+    if variant == "auto":
+        c = launch_table.choose(backend, device_name(backend), p.dtype, p.n_tokens, p.h, p.top_k)
+        return choose_variant(c.variant, p), threads or c.threads, c.source
+    return choose_variant(variant, p), threads or DEFAULT_THREADS, "asked"
+
+
+def launch_config(variant: str, p: Problem, threads: int = DEFAULT_THREADS) -> LaunchConfig:
     """A 1-D grid of n_tokens * ceil(h / W) threads in threadgroups of `threads`, and the template: the
     activation dtype T, which optional terms exist, and for the vector body NV (4-wide vectors per row),
     TOP_K (0 = read at run time) and ALIGNED (h a multiple of W)."""
@@ -136,44 +149,52 @@ def dispatch(kernel: Callable[..., list], config: LaunchConfig, p: Problem, args
 
 
 def moe_weighted_reduce(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None, *, backend: str = "auto",
-                        variant: str = "scalar", threads: int = 256, init_value: float | None = None,
+                        variant: str = "auto", threads: int | None = None, init_value: float | None = None,
                         return_info: bool = False):
     """Run the combine kernel: returns out (n_tokens, h) as an mx.array, or (out, RunInfo).
     Arguments are checked before anything runs; `init_value` pre-fills the output (NaN poisons it).
-    sh_logit and y_shared may both be None (no gated shared expert). MLX arrays on a GPU backend take the
-    fast path below; NumPy inputs, init_value, return_info and the host backend take this plain one."""
-    args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
+    sh_logit and y_shared may both be None (no gated shared expert). variant: "auto" (from the launch table),
+    "scalar", "vec" or "vec_k"; threads: threadgroup size (None: the table's, or 256 for a named variant).
+    MLX arrays on a GPU backend take the fast path below; NumPy inputs, init_value, return_info and the host
+    backend take this plain one."""
+    if init_value is None and not return_info:
+        fast = compiled_launch(backend, variant, threads)
+        if fast is not None and all_mlx(expert_w, y_expert, sh_logit, y_shared, residual):
+            return fast(expert_w, y_expert, sh_logit, y_shared, residual)
     backend = pick_backend(backend)
-    if backend != "host" and init_value is None and not return_info and all_mlx(args):
-        return compiled_launch(backend, variant, threads)(*args)
+    args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
     p = validate(*args, allowed=KERNEL_DTYPES)
-    v = choose_variant(variant, p)
-    config = launch_config(v.name, p, threads)
+    v, n_threads, chosen_by = choose_launch(backend, variant, threads, p)
+    config = launch_config(v.name, p, n_threads)
     out = dispatch(build(v.name, backend), config, p, args, init_value)
     if not return_info:
         return out
-    return out, RunInfo(backend, v.name, Path(v.file).stem, config.grid, config.threadgroup, tuple(config.template))
+    return out, RunInfo(backend, v.name, Path(v.file).stem, config.grid, config.threadgroup, tuple(config.template),
+                        chosen_by)
 
 
 # ---------------------------------------------------------------- Fast path
 
 
-def all_mlx(args: CombineArgs) -> bool:
+def all_mlx(*args: object) -> bool:
     """Every given argument is an mx.array (what mx.compile can trace)."""
-    return all(a is None or isinstance(a, mx.array) for a in args)
+    return all(a is None or type(a) is mx.array for a in args)
 
 
 @functools.cache
-def compiled_launch(backend: str, variant: str, threads: int) -> Callable[..., mx.array]:
-    """The plain call's steps traced by mx.compile: on the first call with a new (shape, dtype) signature the
-    Python below runs (validate, choose, configure, dispatch) and raises on bad input before any kernel; later
-    calls with that signature replay the recorded kernel call from C++, skipping the Python that would rebuild
-    it (notebook 03 measures what that saves)."""
+def compiled_launch(backend: str, variant: str, threads: int | None) -> Callable[..., mx.array] | None:
+    """The plain call's steps traced by mx.compile, for a GPU backend (None for the host backend): on the first
+    call with a new (shape, dtype) signature the Python below runs (validate, choose, configure, dispatch) and
+    raises on bad input before any kernel; later calls with that signature replay the recorded kernel call
+    from C++, skipping the Python that would rebuild it (notebook 03 measures what that saves)."""
+    backend = pick_backend(backend)
+    if backend == "host":
+        return None
 
     def launch(*args: mx.array | None) -> mx.array:
         """Validate, choose, configure and dispatch (runs at trace time only)."""
         p = validate(*args, allowed=KERNEL_DTYPES)
-        v = choose_variant(variant, p)
-        return dispatch(build(v.name, backend), launch_config(v.name, p, threads), p, CombineArgs(*args))
+        v, n_threads, _ = choose_launch(backend, variant, threads, p)
+        return dispatch(build(v.name, backend), launch_config(v.name, p, n_threads), p, CombineArgs(*args))
 
     return mx.compile(launch)

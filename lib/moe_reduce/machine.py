@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from .impls import mlx_processor, torch_support
+from .impls import mlx_processor, torch_support, triton_support
 
 
 def first_line(cmd: list[str]) -> str | None:
@@ -54,8 +54,26 @@ def gpu_name() -> str | None:
     return str(mx.device_info().get("device_name", "Apple GPU"))
 
 
+# Peak memory bandwidth from the vendors' datasheets, in GB/s, matched against the GPU's name in order.
+DATASHEET_GBPS = (
+    ("H100 NVL", 3900, "NVIDIA H100 Tensor Core GPU datasheet: H100 NVL, 3.9 TB/s"),
+    ("H100 PCIe", 2000, "NVIDIA H100 Tensor Core GPU datasheet: H100 PCIe, 2 TB/s"),
+    ("H100", 3350, "NVIDIA H100 Tensor Core GPU datasheet: H100 SXM, 3.35 TB/s HBM3"),
+    ("H200", 4800, "NVIDIA H200 Tensor Core GPU datasheet: 4.8 TB/s HBM3e"),
+)
+
+
+def datasheet(gpu: str | None) -> tuple[float, str] | None:
+    """(GB/s, source) of a GPU's datasheet memory bandwidth, or None for a GPU (or CPU) not in the table."""
+    for key, value, source in DATASHEET_GBPS:
+        if gpu and key in gpu:
+            return float(value), source
+    return None
+
+
 def versions() -> dict[str, str | None]:
-    """Python, MLX and (where it imports with a GPU) PyTorch versions."""
-    support = torch_support()
+    """Python, MLX and (where they import with a GPU) PyTorch and Triton versions."""
+    support, tri = torch_support(), triton_support()
     return {"python": platform.python_version(), "mlx": mx.__version__,
-            "torch": support.torch.__version__ if support else None}
+            "torch": support.torch.__version__ if support else None,
+            "triton": tri.triton.__version__ if tri else None}

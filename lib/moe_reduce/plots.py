@@ -17,8 +17,9 @@ from matplotlib.figure import Figure
 
 from .results import Row, Run
 
-IMPL_ORDER = ("kernel_vec_k", "kernel_vec", "kernel_scalar", "torch_compile", "torch", "mlx_compile", "mlx", "numpy")
-COLORS = dict(zip(IMPL_ORDER, ("C3", "C6", "C1", "C4", "C9", "C2", "C0", "C7")))
+IMPL_ORDER = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar", "triton", "triton_graph", "torch_compile",
+              "torch_compile_graph", "torch", "mlx_compile", "mlx", "numpy")
+COLORS = dict(zip(IMPL_ORDER, ("C3", "C6", "C1", "C8", "C5", "C5", "C4", "C4", "C9", "C2", "C0", "C7")))
 DPI = 80
 SVG_SALT = "moe-reduce"
 DECODE_TOKENS = 64  # n_tokens up to this count as decode sizes (the latency plot)
@@ -129,7 +130,9 @@ def heatmap_figure(run: Run, dtype: str) -> Figure:
     """(c) % of the copy ceiling over n_tokens × h, one annotated panel per kernel variant."""
     plan = run.meta["plan"]
     k = plan["heat_top_k"]
-    kernels = [i for i in impls_in(run.rows) if i.startswith("kernel_")]
+    grid = {(t, h) for t in plan["heat_tokens"] for h in plan["heat_hiddens"]}
+    kernels = [i for i in impls_in(run.rows) if i.startswith("kernel_")
+               and 2 * len({(r.n_tokens, r.h) for r in run.select(dtype=dtype, impl=i, top_k=k)} & grid) >= len(grid)]
     fig, axes = _figure(max(1, len(kernels)))
     for ax, impl in zip(axes, kernels):
         ts, hs, grid = heat_grid([r for r in run.select(dtype=dtype, impl=impl, top_k=k)

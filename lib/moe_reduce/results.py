@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,6 +35,10 @@ class Row:
     rel_error: float
     calls: int
     sets: int
+    gpu_us: float = math.nan  # device time per call (CUPTI); NaN where not measured
+    gpu_gbps: float = math.nan  # bytes / gpu_us
+    gpu_pct_of_ceiling: float = math.nan  # gpu_gbps as % of the best traffic kernel's GPU-time rate
+    pct_of_datasheet: float = math.nan  # gpu_gbps as % of the card's datasheet bandwidth (GPU rows only)
 
 
 _PARSE = {"int": int, "float": float, "str": str, "bool": lambda s: {"True": True, "False": False}[s]}
@@ -48,9 +53,10 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
 
 
 def read_csv(path: Path) -> list[Row]:
-    """Rows back from write_csv's file, typed."""
+    """Rows back from write_csv's file, typed; columns an older file lacks take their defaults."""
     with open(path, newline="") as f:
-        return [Row(**{fl.name: _PARSE[fl.type](rec[fl.name]) for fl in fields(Row)}) for rec in csv.DictReader(f)]
+        return [Row(**{fl.name: _PARSE[fl.type](rec[fl.name]) for fl in fields(Row) if fl.name in rec})
+                for rec in csv.DictReader(f)]
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import math
 import resource
 import sys
@@ -14,18 +15,20 @@ from typing import Any, Callable, Sequence
 import mlx.core as mx
 from tqdm import tqdm
 
-from .ceiling import copy_ceilings, empty_kernel_us, floor_label, gbps
+from .ceiling import best, empty_kernel_us, floor_label, gbps, traffic_ceilings
 from .check import rel_error, tolerance
+from .gputime import gpu_time
 from .impls import GATE_DTYPE, Impl, kernel_backend, torch_support
 from .inputs import make_inputs
-from .machine import cpu_name, gpu_name, llc_bytes, versions
+from .machine import cpu_name, datasheet, gpu_name, llc_bytes, versions
 from .reference import reference_f64
 from .results import Row, Run
-from .timing import QUICK_TIMER, TimerConfig, chained, time_fn
+from .timing import GPU_TIMER, QUICK_TIMER, TimerConfig, chained, run_calls, time_fn
 from .traffic import bytes_moved
 
 GiB, MB = 1 << 30, 10**6
 SWEEP_DTYPES = ("float32", "bfloat16")
+GPU_TIME_CALLS = 64  # chained calls profiled for the GPU time of one row
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,23 @@ def pow2(lo: int, hi: int, step: int = 1) -> tuple[int, ...]:
     return tuple(2**e for e in range(int(math.log2(lo)), int(math.log2(hi)) + 1, step))
 
 
+# Which implementations run at a size, by the size's role in the plan.
+ROLES = {
+    "all": lambda name: True,  # n_tokens at the first top_k, and the h sweep
+    "fast": lambda name: name.startswith(("kernel_", "triton")),  # n_tokens at the other top_ks: ours and Triton
+    "heat": lambda name: name == "kernel_auto",  # the n_tokens × h grid: the kernel as launched by default
+}
+
+
+def runs_at(role: str, impl: str) -> bool:
+    """Whether an implementation is timed at a size of this role."""
+    return ROLES[role](impl)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """The sweeps: n_tokens at fixed h, h at fixed n_tokens (all impls), and an n_tokens × h grid (kernels)."""
+    """The sweeps: n_tokens at fixed h (every impl at the first top_k, ours and Triton at the others), h at fixed
+    n_tokens (every impl), and an n_tokens × h grid (the kernel with its default launch)."""
 
     tokens: tuple[int, ...] = pow2(1, 16384)
     tokens_h: int = 2048
@@ -76,15 +93,16 @@ class Plan:
     heat_top_k: int = 8
     sweeps: tuple[str, ...] = ("tokens", "hidden", "heatmap")
 
-    def sizes(self) -> dict[Size, bool]:
-        """Every size to time, mapped to whether all impls run there (False: kernel variants only)."""
-        out: dict[Size, bool] = {}
+    def sizes(self) -> dict[Size, str]:
+        """Every size to time, mapped to its role (see ROLES)."""
+        out: dict[Size, str] = {}
         if "heatmap" in self.sweeps:
-            out.update({Size(t, h, self.heat_top_k): False for t in self.heat_tokens for h in self.heat_hiddens})
+            out.update({Size(t, h, self.heat_top_k): "heat" for t in self.heat_tokens for h in self.heat_hiddens})
         if "tokens" in self.sweeps:
-            out.update({Size(t, self.tokens_h, k): True for t in self.tokens for k in self.top_ks})
+            out.update({Size(t, self.tokens_h, k): "all" if k == self.top_ks[0] else "fast"
+                        for t in self.tokens for k in self.top_ks})
         if "hidden" in self.sweeps:
-            out.update({Size(self.hiddens_tokens, h, self.top_ks[0]): True for h in self.hiddens})
+            out.update({Size(self.hiddens_tokens, h, self.top_ks[0]): "all" for h in self.hiddens})
         return dict(sorted(out.items()))
 
 
@@ -118,7 +136,7 @@ def default_settings(quick: bool, dtypes: Sequence[str] = SWEEP_DTYPES, sweeps: 
         raise ValueError(f"graph_calls: expected an integer >= 1, got {graph_calls}")
     plan = dataclasses.replace(QUICK_PLAN if quick else Plan(), sweeps=tuple(sweeps))
     budgets = {"gpu": GPU_BUDGET, "cpu": cpu_budget(quick)}
-    timer = QUICK_TIMER if quick else TimerConfig()
+    timer = QUICK_TIMER if quick else GPU_TIMER if kernel_backend() in ("cuda", "metal") else TimerConfig()
     if graph_calls is not None:
         timer = dataclasses.replace(timer, graph_calls=graph_calls)
     return Settings(plan, tuple(dtypes), timer, budgets, residual, progress, shared)
@@ -152,9 +170,35 @@ class SizeCase:
         return self._sets[key]
 
 
-def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, device: str,
-            ceiling: float) -> Row:
-    """Check one impl's output against the float64 oracle, then time it; AssertionError if it is wrong."""
+@dataclass(frozen=True)
+class Limits:
+    """What a processor's rows are compared with: the traffic ceilings (wall, GPU time) and the datasheet."""
+
+    device: str
+    ceiling_gbps: float
+    gpu_ceiling_gbps: float | None = None
+    datasheet_gbps: float | None = None
+
+
+def pct(part: float | None, whole: float | None) -> float:
+    """100 * part / whole, NaN when either is missing."""
+    return math.nan if part is None or not whole else 100 * part / whole
+
+
+def timed_call(impl: Impl, fn: Callable[..., Any], sets: list) -> tuple[Callable[[int, Any], Any], bool, int, int]:
+    """The call the timer makes, whether each call feeds the next, op calls per timer call, and the input sets
+    the timer rotates: a chain of calls over the sets (timing.chained), or for a graphed impl replays of one
+    CUDA graph that holds the whole chain (its rotation is inside the graph)."""
+    if impl.graphed:
+        replay, per = torch_support().graph_call(fn, sets)
+        return replay, False, per, 1
+    call, linked = chained(fn, sets)
+    return call, linked, 1, len(sets)
+
+
+def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, limits: Limits) -> Row:
+    """Check one impl's output against the float64 oracle, then time it (wall, and on a GPU the device time
+    per call); AssertionError if it is wrong."""
     count = n_sets(case.bytes, s.budgets[impl.processor])
     sets = case.sets(impl, count)
     out = fn(*sets[0])
@@ -163,13 +207,22 @@ def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, dev
     if not err < tolerance(case.dtype):
         raise AssertionError(f"{impl.name} {case.dtype} {case.size}: relative error {err:.2e} "
                              f"is not under {tolerance(case.dtype):.0e}")
-    call, linked = chained(fn, sets)
-    t = time_fn(call, impl.sync, count, s.timer, flush=impl.flush, group=s.timer.graph_calls if linked else 1)
-    rate = gbps(case.bytes, t.median)
+    call, linked, per, rotate = timed_call(impl, fn, sets)
+    group = s.timer.graph_calls if linked else 1
+    t = time_fn(call, impl.sync, rotate, s.timer, flush=impl.flush, group=group)
+    g = None
+    if impl.processor == "gpu":
+        n = max(1, min(t.calls, GPU_TIME_CALLS // per))
+        rotation = (i % rotate for i in itertools.count())
+        g = gpu_time(lambda: run_calls(call, n, rotation, impl.sync, impl.flush, group), n * per)
+    wall = gbps(case.bytes, t.median / per)
+    dev = None if g is None else gbps(case.bytes, g.us * 1e-6)
     sz = case.size
-    return Row(device, impl.backend, impl.name, case.dtype, sz.n_tokens, sz.h, sz.top_k, case.residual,
-               case.shared, case.bytes, t.median * 1e6, t.p20 * 1e6, t.p80 * 1e6, rate, 100 * rate / ceiling, err,
-               t.calls, count)
+    return Row(limits.device, impl.backend, impl.name, case.dtype, sz.n_tokens, sz.h, sz.top_k, case.residual,
+               case.shared, case.bytes, t.median / per * 1e6, t.p20 / per * 1e6, t.p80 / per * 1e6, wall,
+               pct(wall, limits.ceiling_gbps), err, t.calls * per, count,
+               math.nan if g is None else g.us, math.nan if dev is None else dev,
+               pct(dev, limits.gpu_ceiling_gbps), pct(dev, limits.datasheet_gbps))
 
 
 def release_memory() -> None:
@@ -183,11 +236,11 @@ def release_memory() -> None:
 def plan_tasks(s: Settings, impls: dict[str, Impl]) -> tuple[list[tuple[Size, str, list[Impl]]], list[str]]:
     """(size, dtype, impls) to run, and a line for each size skipped as over its memory budget."""
     tasks, skipped = [], []
-    for size, everyone in s.plan.sizes().items():
+    for size, role in s.plan.sizes().items():
         f32 = problem_bytes(size.n_tokens, size.h, size.top_k, "float32", s.residual, s.shared)
         for dtype in s.dtypes:
             chosen = [i for i in impls.values() if dtype in i.dtypes and i.fits(size.n_tokens, size.h)
-                      and (everyone or i.name.startswith("kernel_"))]
+                      and runs_at(role, i.name)]
             fit = [i for i in chosen if f32 <= s.budgets[i.processor].size_limit]
             if len(fit) < len(chosen):
                 over = ", ".join(i.name for i in chosen if i not in fit)
@@ -197,14 +250,26 @@ def plan_tasks(s: Settings, impls: dict[str, Impl]) -> tuple[list[tuple[Size, st
     return tasks, skipped
 
 
+def measure_limits(s: Settings, processors: list[str], backend: str | None,
+                   names: dict[str, str | None]) -> tuple[dict[str, Limits], dict]:
+    """Each processor's Limits, and the metadata recording every traffic method's rates."""
+    limits, meta = {}, {}
+    for p in processors:
+        rates = traffic_ceilings(p, s.budgets[p].ceiling_bytes, s.timer, backend)
+        sheet = datasheet(names[p]) if p == "gpu" else None
+        limits[p] = Limits(names[p], best(rates), best(rates, gpu=True), sheet[0] if sheet else None)
+        meta[p] = {"methods": {k: dataclasses.asdict(v) for k, v in rates.items()},
+                   "datasheet_source": sheet[1] if sheet else None}
+    return limits, meta
+
+
 def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = None) -> Run:
     """Measure the ceilings and the floor, then every (size, dtype, impl) of the plan; returns the Run."""
     started = time.perf_counter()
     backend = kernel_backend()
     names = {"cpu": cpu_name(), "gpu": gpu_name()}
     processors = sorted({i.processor for i in impls.values()})
-    methods = {p: copy_ceilings(p, s.budgets[p].ceiling_bytes, s.timer, backend) for p in processors}
-    ceilings = {p: max(m.values()) for p, m in methods.items()}
+    limits, methods = measure_limits(s, processors, backend, names)
     floor = empty_kernel_us(backend, s.timer) if backend is not None else None
     floor_plain = empty_kernel_us(backend, s.timer, compiled=False) if backend not in (None, "host") else floor
     tasks, skipped = plan_tasks(s, impls)
@@ -219,8 +284,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
             if (impl.name, dtype) not in built:
                 built[impl.name, dtype] = impl.build(dtype)
             try:
-                rows.append(measure(impl, built[impl.name, dtype], case, s, names[impl.processor],
-                                    ceilings[impl.processor]))
+                rows.append(measure(impl, built[impl.name, dtype], case, s, limits[impl.processor]))
             except AssertionError as e:
                 failures.append(str(e))
         del case
@@ -229,9 +293,12 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
     meta = {
         "device": names["gpu"] or names["cpu"], "cpu": names["cpu"], "gpu": names["gpu"],
         "kernel_backend": backend, "mlx_device": str(mx.default_device()),
-        "mlx_version": v["mlx"], "torch_version": v["torch"], "python": v["python"],
+        "mlx_version": v["mlx"], "torch_version": v["torch"], "triton_version": v["triton"], "python": v["python"],
         "date": datetime.date.today().isoformat(),
-        "ceiling_gbps": ceilings, "ceiling_methods_gbps": methods,
+        "ceiling_gbps": {p: x.ceiling_gbps for p, x in limits.items()},
+        "gpu_ceiling_gbps": {p: x.gpu_ceiling_gbps for p, x in limits.items()},
+        "datasheet_gbps": {p: x.datasheet_gbps for p, x in limits.items()},
+        "ceiling_methods": methods,
         "ceiling_bytes": {p: s.budgets[p].ceiling_bytes for p in processors},
         "empty_kernel_us": floor, "empty_kernel_plain_us": floor_plain, "empty_kernel_label": floor_label(backend),
         "impls": sorted(impls), "dtypes": list(s.dtypes), "gate_dtype": GATE_DTYPE,

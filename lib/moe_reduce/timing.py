@@ -6,7 +6,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -26,6 +26,7 @@ class TimerConfig:
 
 
 QUICK_TIMER = TimerConfig(warmup=2, repeats=5, batch_s=0.005, max_s=0.3)
+GPU_TIMER = TimerConfig(repeats=9, batch_s=0.01, max_s=1.0)  # a GPU sweep's many rows in minutes
 
 
 @dataclass(frozen=True)
@@ -55,27 +56,33 @@ def sync_none(outs: list) -> None:
     """NumPy has finished by the time a call returns."""
 
 
+def run_calls(call: Callable[[int, Any], Any], calls: int, sets: Iterator[int], sync: Callable[[list], None],
+              flush: Callable[[list], None] | None = None, group: int = 1) -> None:
+    """`calls` chained calls on the next input sets, handed to the device every `group` calls, then ONE sync.
+    Only the newest output is kept: earlier ones are freed as a model frees them, so buffers are reused."""
+    out = None
+    for j in range(1, calls + 1):
+        out = call(next(sets), out)
+        if flush is not None and (j % group == 0 or j == calls):
+            flush([out])
+    sync([out])
+
+
 def time_fn(call: Callable[[int, Any], Any], sync: Callable[[list], None] = sync_none, n_sets: int = 1,
             cfg: TimerConfig = TimerConfig(), max_batch: int | None = None,
             clock: Callable[[], float] = time.perf_counter,
             flush: Callable[[list], None] | None = None, group: int = 1) -> Timing:
     """Time `call(set_index, previous_output)`: warm up over every set, calibrate the batch size, then time
-    batches of calls closed by ONE `sync(outputs)` each; per-call time = batch time / calls.
+    batches of calls closed by ONE `sync(outputs)` each (run_calls); per-call time = batch time / calls.
     Lazy (MLX) calls are handed to the device by `flush([output])` every `group` calls: each call feeds the
     next (see `chained`), so one flush runs `group` dependent calls as one graph, as a model's forward pass does."""
-    counter = itertools.count()
+    sets = (i % n_sets for i in itertools.count())
     cap = max(1, min(cfg.max_calls, max_batch or cfg.max_calls))
 
     def batch(calls: int) -> float:
-        """Seconds for `calls` calls on rotating input sets and one sync (only the newest output is kept:
-        earlier ones are freed as a model frees them, so buffers are reused)."""
+        """Seconds for one batch of `calls` calls."""
         start = clock()
-        out = None
-        for j in range(1, calls + 1):
-            out = call(next(counter) % n_sets, out)
-            if flush is not None and (j % group == 0 or j == calls):
-                flush([out])
-        sync([out])
+        run_calls(call, calls, sets, sync, flush, group)
         return clock() - start
 
     left = max(n_sets, cfg.warmup)

@@ -1,0 +1,42 @@
+"""GPU time: how long the device itself spends per call, from the durations CUPTI records for every kernel,
+copy and fill in the process (MLX's, PyTorch's and Triton's alike), read through torch.profiler. Wall time
+(timing.py) adds what the host spends issuing calls and the gaps between kernels; GPU time does not.
+Available where torch imports with a CUDA GPU (impls.torch_support); elsewhere every function returns None."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .impls import torch_support
+
+
+@dataclass(frozen=True)
+class GpuTime:
+    """Device time per call and what ran: kernel names with how many times each ran per call."""
+
+    us: float
+    kernels: dict[str, float]
+
+
+def device_activities(run: Callable[[], Any]) -> list[tuple[str, float]] | None:
+    """(name, µs) of every device activity while run() executes (it must end with a synchronisation), in the
+    order they started on the device."""
+    support = torch_support()
+    if support is None:
+        return None
+    profiler = support.torch.profiler
+    with profiler.profile(activities=[profiler.ProfilerActivity.CUDA]) as prof:
+        run()
+    cuda = support.torch.autograd.DeviceType.CUDA
+    events = [e for e in prof.profiler.kineto_results.events() if e.device_type() == cuda]
+    return [(e.name(), e.duration_ns() / 1e3) for e in sorted(events, key=lambda e: e.start_ns())]
+
+
+def gpu_time(run: Callable[[], Any], calls: int) -> GpuTime | None:
+    """Device time per call of run(), which makes `calls` calls and synchronises; None without CUPTI."""
+    acts = device_activities(run)
+    if acts is None:
+        return None
+    names = Counter(name for name, _ in acts)
+    return GpuTime(sum(us for _, us in acts) / calls, {n: c / calls for n, c in names.items()})

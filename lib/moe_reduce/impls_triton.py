@@ -1,0 +1,100 @@
+"""Our Triton peer: the combine as a hand-written Triton kernel, written the way serving engines write theirs
+(one program per token and block of h, top_k unrolled, float32 accumulation, 16-byte loads where h allows),
+with (BLOCK, num_warps) chosen per size by a small sweep of kernel time, as triton.autotune would. Loaded
+through impls.triton_support where triton imports with a CUDA GPU."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+
+from .impls import GRAPH_MAX_OUTPUTS, Impl
+from .impls_torch import prepare, sync, to_host
+from .inputs import CombineArgs
+
+BLOCKS = (64, 128, 256, 512, 1024, 2048, 4096)
+WARPS = (1, 2, 4, 8)
+
+
+@triton.jit
+def combine_kernel(w_ptr, y_ptr, s_ptr, ys_ptr, r_ptr, out_ptr, H, TOP_K: tl.constexpr, HAS_SHARED: tl.constexpr,
+                   HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
+    """Program (t, b) makes out[t, b*BLOCK : (b+1)*BLOCK]."""
+    t = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < H
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for k in tl.static_range(TOP_K):
+        w = tl.load(w_ptr + t * TOP_K + k).to(tl.float32)
+        acc += w * tl.load(y_ptr + (t * TOP_K + k) * H + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_SHARED:
+        gate = tl.sigmoid(tl.load(s_ptr + t).to(tl.float32))
+        acc += gate * tl.load(ys_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        acc += tl.load(r_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + t * H + cols, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+class Config(NamedTuple):
+    """One launch shape of the Triton kernel."""
+
+    block: int
+    warps: int
+
+
+def launch(cfg: Config, w, y, s=None, ys=None, r=None) -> torch.Tensor:
+    """One call of the kernel with a given configuration; absent inputs are passed as y, never read."""
+    t, k = w.shape
+    h = y.shape[-1]
+    out = torch.empty((t, h), device=y.device, dtype=y.dtype)
+    grid = (t, triton.cdiv(h, cfg.block))
+    combine_kernel[grid](w, y, y if s is None else s, y if ys is None else ys, y if r is None else r, out, h,
+                         TOP_K=k, HAS_SHARED=ys is not None, HAS_RESIDUAL=r is not None, BLOCK=cfg.block,
+                         num_warps=cfg.warps)
+    return out
+
+
+def candidates(h: int) -> list[Config]:
+    """Blocks up to the row's next power of two, with 1 to 8 warps of at least one element per thread."""
+    top = triton.next_power_of_2(h)
+    return [Config(b, w) for b in BLOCKS for w in WARPS if b <= max(top, BLOCKS[0]) and b >= 32 * w]
+
+
+@functools.cache
+def best_config(shape: tuple) -> Config:
+    """The fastest configuration for one (shapes, dtypes, flags) signature, by triton.testing.do_bench
+    (median kernel time, L2 flushed between calls); drawn on fresh inputs of that signature."""
+    (t, k), (rows, h), dtype, gate_dtype, shared, residual = shape
+    dev = "cuda"
+    w = torch.rand((t, k), device=dev, dtype=gate_dtype)
+    y = torch.randn((rows, h), device=dev, dtype=dtype)
+    s = torch.randn((t,), device=dev, dtype=gate_dtype) if shared else None
+    ys = torch.randn((t, h), device=dev, dtype=dtype) if shared else None
+    r = torch.randn((t, h), device=dev, dtype=dtype) if residual else None
+    timed = {c: triton.testing.do_bench(lambda c=c: launch(c, w, y, s, ys, r), warmup=5, rep=20,
+                                        return_mode="median") for c in candidates(h)}
+    return min(timed, key=timed.get)
+
+
+def signature(args: CombineArgs) -> tuple:
+    """What the best configuration depends on."""
+    w, y, s, ys, r = args
+    return (tuple(w.shape), tuple(y.shape), y.dtype, w.dtype, ys is not None, r is not None)
+
+
+def triton_combine(*args: Any) -> torch.Tensor:
+    """The op through the Triton kernel, in the best configuration for its size."""
+    args = CombineArgs(*args)
+    return launch(best_config(signature(args)), *args)
+
+
+def all_impls() -> list[Impl]:
+    """The Triton peer, launched from Python per call (`triton`) and captured in CUDA graphs (`triton_graph`)."""
+    build: Callable[[str], Callable[..., Any]] = lambda dtype: triton_combine
+    return [Impl("triton", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync,
+                 to_host=to_host),
+            Impl("triton_graph", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync,
+                 to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True)]

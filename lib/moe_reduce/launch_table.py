@@ -1,0 +1,54 @@
+"""variant="auto": which kernel variant and threadgroup size to launch for a shape, from a table measured on
+the GPU host (`python -m moe_reduce tune`, shipped as launch_table.json beside this file), with a stated
+rule where the table has no entry."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+TABLE_FILE = "launch_table.json"
+RULE = ("vec_k", 256)  # no measured entry (host, Metal, an unmeasured GPU): 16-byte rows, top_k unrolled
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A launch choice and where it came from."""
+
+    variant: str
+    threads: int
+    source: str  # "table: <card> <dtype> n_tokens=.. h=.. top_k=.." or "rule: ..."
+
+
+@functools.cache
+def load_table() -> dict:
+    """The shipped table: {"cards": {card: [entry, ...]}, ...}; an empty one if the file is absent."""
+    path = resources.files("moe_reduce") / TABLE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {"cards": {}}
+
+
+def card_of(device: str | None, table: dict) -> str | None:
+    """The table's card whose name occurs in the device name (longest first), or None."""
+    names = sorted(table["cards"], key=len, reverse=True)
+    return next((c for c in names if device and c in device), None)
+
+
+def distance(entry: dict, n_tokens: int, h: int, top_k: int) -> tuple[float, float, float]:
+    """How far an entry's shape is from the asked one: top_k first, then h, then n_tokens (log2 steps)."""
+    return (abs(entry["top_k"] - top_k), abs(math.log2(entry["h"] / h)), abs(math.log2(entry["n_tokens"] / n_tokens)))
+
+
+def choose(backend: str, device: str | None, dtype: str, n_tokens: int, h: int, top_k: int,
+           table: dict | None = None) -> Choice:
+    """The table's entry nearest to this shape on this card and dtype (GPU backends), else the rule."""
+    table = load_table() if table is None else table
+    card = card_of(device, table) if backend in ("cuda", "metal") else None
+    entries = [e for e in table["cards"].get(card, []) if e["dtype"] == dtype]
+    if not entries:
+        return Choice(*RULE, f"rule: {RULE[0]} with {RULE[1]} threads (no measured entry for {backend}"
+                             f"{' ' + device if device else ''}, {dtype})")
+    e = min(entries, key=lambda e: distance(e, n_tokens, h, top_k))
+    return Choice(e["variant"], e["threads"],
+                  f"table: {card} {dtype} n_tokens={e['n_tokens']} h={e['h']} top_k={e['top_k']}")
