@@ -30,7 +30,7 @@ def draw_moe_block(ax: Axes | None = None, *, dpi: int = 100) -> Figure:
                     arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1, shrinkA=0, shrinkB=0))
         if label:
             ax.text((x0 + x1) / 2 if lx is None else lx, max(y0, y1) + 0.12 if ly is None else ly, label,
-                    ha=ha, va="bottom", fontsize=8, color="#1f4e79", family="monospace")
+                    ha=ha, va="bottom", fontsize=9, color="#1f4e79", family="monospace")
 
     # The combine step: the kernel this suite is about.
     cx, cw = 10.25, 2.9
@@ -48,10 +48,10 @@ def draw_moe_block(ax: Axes | None = None, *, dpi: int = 100) -> Figure:
     box(0.75, 2.5, "x\n(T, H)", w=1.0, h=0.9, color="#eeeeee")
 
     # Router and top-k.
-    box(2.5, 4.7, "router\nsoftmax(x·W_r)")
+    box(2.5, 4.7, "router\nsoftmax(x·W_r)", w=1.8)
     box(4.4, 4.7, "top-k\n(K of E)")
     arrow(1.25, 2.85, 1.7, 4.3)
-    arrow(3.3, 4.7, 3.6, 4.7)
+    arrow(3.4, 4.7, 3.6, 4.7)
     arrow(5.2, 4.7, left, 4.7, "expert_w (T, K)", lx=7.1)
 
     # Routed experts: each token's hidden state goes to its K chosen experts.
@@ -79,7 +79,7 @@ def draw_moe_block(ax: Axes | None = None, *, dpi: int = 100) -> Figure:
     arrow(cx + cw / 2 + 0.05, 2.45, 12.35, 2.45)
     ax.text(12.75, 2.45, "out\n(T, H)", ha="center", va="center", fontsize=9)
     ax.set_title("Where the combine step sits in one MoE block (T tokens, hidden size H, top-k K of E experts)",
-                 fontsize=10)
+                 fontsize=11)
     return fig
 
 
@@ -115,7 +115,7 @@ def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, high
 
     def cell(x: float, y: float, fc, text: str, wd: float = 1.0, bold: bool = False) -> None:
         ax.add_patch(Rectangle((x, y), wd, 1, fc=fc, ec="#555555", lw=0.6, alpha=0.6))
-        ax.text(x + wd / 2, y + 0.5, text, ha="center", va="center", fontsize=7,
+        ax.text(x + wd / 2, y + 0.5, text, ha="center", va="center", fontsize=8.5,
                 weight="bold" if bold else "normal")
 
     # Threads: box i sits over the flat output positions it makes (t*h + cols).
@@ -123,11 +123,11 @@ def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, high
         x0 = th["t"] * h + th["cols"][0]
         label = f"{th['i']}" if w == 1 else f"thread {th['i']}\nt={th['t']}, h={th['cols'][0]}..{th['cols'][-1]}"
         cell(x0, y_top, color[th["i"]], label, wd=len(th["cols"]), bold=th["i"] == highlight)
-    ax.text(-0.3, y_top + 0.5, "threads", ha="right", va="center", fontsize=8)
+    ax.text(-0.3, y_top + 0.5, "threads", ha="right", va="center", fontsize=9.5)
     groups = -(-h // w)
     ax.text(n_tokens * h / 2, y_top + 1.25,
             f"i = thread_position_in_grid.x;  t = i / G,  h0 = (i % G)·W   (G = {groups}, W = {w})",
-            ha="center", va="bottom", fontsize=7, family="monospace", color="#444444")
+            ha="center", va="bottom", fontsize=8.5, family="monospace", color="#444444")
 
     # y_expert: (T·K) × H, row t·K + k; each cell shows the thread that reads it.
     who = {}
@@ -138,12 +138,12 @@ def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, high
         y = rows - 1 - r
         for c in range(h):
             cell(c, y, color[who[(r, c)]], str(who[(r, c)]))
-        ax.text(-0.3, y + 0.5, f"t{r // top_k} k{r % top_k}", ha="right", va="center", fontsize=7)
+        ax.text(-0.3, y + 0.5, f"t{r // top_k} k{r % top_k}", ha="right", va="center", fontsize=8.5)
     for t in range(1, n_tokens):
         ax.plot([0, h], [rows - t * top_k] * 2, color="black", lw=1.5)
     for c in range(h):
-        ax.text(c + 0.5, rows + 0.15, str(c), ha="center", va="bottom", fontsize=7, color="#444444")
-    ax.text(h / 2, rows + 0.9, "y_expert  (T·K rows × H columns)", ha="center", va="bottom", fontsize=8)
+        ax.text(c + 0.5, rows + 0.15, str(c), ha="center", va="bottom", fontsize=8.5, color="#444444")
+    ax.text(h / 2, rows + 0.9, "y_expert  (T·K rows × H columns)", ha="center", va="bottom", fontsize=9.5)
 
     # out: T × H; each cell shows the thread that writes it.
     for t in range(n_tokens):
@@ -151,10 +151,10 @@ def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, high
         for c in range(h):
             i = next(th["i"] for th in threads if (t, c) in th["writes"])
             cell(out_x + c, y, color[i], str(i))
-        ax.text(out_x - 0.3, y + 0.5, f"t{t}", ha="right", va="center", fontsize=7)
+        ax.text(out_x - 0.3, y + 0.5, f"t{t}", ha="right", va="center", fontsize=8.5)
     for c in range(h):
-        ax.text(out_x + c + 0.5, rows + 0.15, str(c), ha="center", va="bottom", fontsize=7, color="#444444")
-    ax.text(out_x + h / 2, rows + 0.9, "out  (T × H)", ha="center", va="bottom", fontsize=8)
+        ax.text(out_x + c + 0.5, rows + 0.15, str(c), ha="center", va="bottom", fontsize=8.5, color="#444444")
+    ax.text(out_x + h / 2, rows + 0.9, "out  (T × H)", ha="center", va="bottom", fontsize=9.5)
 
     # The highlighted thread: outline what it reads and writes, arrows from its box.
     c0, nc, t = hl["cols"][0], len(hl["cols"]), hl["t"]
@@ -166,16 +166,16 @@ def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, high
     arrow = dict(arrowstyle="-|>", color="black", lw=1.3, shrinkA=1, shrinkB=1)
     ax.annotate("", xy=(read_box[0] + nc / 2, read_box[1] + top_k), xytext=src, arrowprops=arrow)
     ax.annotate("", xy=(write_box[0] + nc / 2, write_box[1] + 1), xytext=src, arrowprops=arrow)
-    ax.text(read_box[0] + nc / 2, read_box[1] - 0.15, "reads", ha="center", va="top", fontsize=7,
+    ax.text(read_box[0] + nc / 2, read_box[1] - 0.15, "reads", ha="center", va="top", fontsize=8.5,
             weight="bold")
-    ax.text(write_box[0] + nc / 2, write_box[1] - 0.15, "writes", ha="center", va="top", fontsize=7,
+    ax.text(write_box[0] + nc / 2, write_box[1] - 0.15, "writes", ha="center", va="top", fontsize=8.5,
             weight="bold")
 
     ax.set_xlim(-2.2, max(n_tokens * h, out_x + h) + 0.3)
     ax.set_ylim(-0.9, y_top + 2.1)
     ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_title(title, fontsize=10.5, loc="left")
 
 
 def draw_thread_map(n_tokens: int = 2, top_k: int = 3, h: int = 8, *, vec_width: int = 4,
@@ -185,13 +185,13 @@ def draw_thread_map(n_tokens: int = 2, top_k: int = 3, h: int = 8, *, vec_width:
     and out is labelled and coloured with the thread that reads or writes it; the thread making output
     `highlight` = (t, h) is outlined, with arrows to what it reads and writes. Returns the figure."""
     t_hl, h_hl = highlight
-    fig, axes = plt.subplots(2, 1, figsize=(8, 2 * (0.36 * (n_tokens * top_k + 6.5))), dpi=dpi)
+    fig, axes = plt.subplots(2, 1, figsize=(9.6, 2 * (0.43 * (n_tokens * top_k + 6.5))), dpi=dpi)
     groups = -(-h // vec_width)
     _draw_thread_panel(axes[0], n_tokens, top_k, h, 1, t_hl * h + h_hl,
                        f"scalar: {n_tokens * h} threads, one output each — thread i makes out[i // H, i % H]")
     _draw_thread_panel(axes[1], n_tokens, top_k, h, vec_width, t_hl * groups + h_hl // vec_width,
                        f"vec (float32): {n_tokens * groups} threads, {vec_width} consecutive outputs each "
                        f"(one 16-byte load per y_expert row)")
-    fig.suptitle(f"Which thread touches which data (T={n_tokens}, K={top_k}, H={h})", fontsize=10)
+    fig.suptitle(f"Which thread touches which data (T={n_tokens}, K={top_k}, H={h})", fontsize=12)
     fig.tight_layout()
     return fig
