@@ -4,10 +4,12 @@
 //            + residual[t,h]                          (when HAS_RESIDUAL)
 // This is a kernel *body*: MLX writes the signature from the inputs
 // (expert_w, y_expert, sh_logit, y_shared, residual) and outputs (out).
-// Template: T = activation dtype (y_*, residual, out); HAS_SHARED, HAS_RESIDUAL = bool.
+// Template: T = activation dtype (y_*, residual, out); TOP_K = 0: top_k read from
+// expert_w's shape at run time; > 0: fixed when compiled, so the k loop unrolls;
+// HAS_SHARED, HAS_RESIDUAL = bool.
 // Grid, counted in threads: one thread per output, n_tokens * h of them, row by row.
 const uint H = y_expert_shape[1];
-const uint K = expert_w_shape[1];
+const uint K = TOP_K > 0 ? uint(TOP_K) : uint(expert_w_shape[1]);
 const uint i = thread_position_in_grid.x;
 const uint t = i / H;
 const uint h = i - t * H;
@@ -15,7 +17,7 @@ if (t >= uint(expert_w_shape[0])) {
     return;  // CUDA launches whole blocks; Metal never starts these threads
 }
 
-// 64-bit offsets: T*K*H passes 2^32 elements at prefill sizes.
+// 64-bit offsets: T*K*H passes 2^32 elements from 262,145 tokens at H = 2048, K = 8.
 const int64_t out_idx = int64_t(t) * H + h;
 const int64_t y_idx = int64_t(t) * K * H + h;
 

@@ -24,7 +24,9 @@ if (t >= uint(expert_w_shape[0])) {
 }
 const int64_t out_idx = int64_t(t) * H + h0;
 const int64_t y_idx = int64_t(t) * K * H + h0;
-const float gate = HAS_SHARED ? 1.0f / (1.0f + metal::exp(-float(sh_logit[t]))) : 0.0f;
+// Every load is issued before any arithmetic waits on one: the gate's exp comes last. At
+// decode sizes each load that waits for another costs a whole trip to memory.
+const float logit = HAS_SHARED ? float(sh_logit[t]) : 0.0f;
 
 // Row: the W outputs of one thread, aligned to its size (16 bytes), so each row of
 // y_expert, y_shared, residual and out is one 16-byte access. With only the vector's
@@ -37,6 +39,8 @@ if (ALIGNED) {
     for (int i = 0; i < W; ++i) {
         acc[i] = 0.0f;
     }
+    const Row ys = HAS_SHARED ? *(const device Row*)(y_shared + out_idx) : Row();
+    const Row res = HAS_RESIDUAL ? *(const device Row*)(residual + out_idx) : Row();
     for (uint k = 0; k < K; ++k) {
         const float w = float(expert_w[t * K + k]);
         const Row y = *(const device Row*)(y_expert + y_idx + int64_t(k) * H);
@@ -46,8 +50,7 @@ if (ALIGNED) {
             }
         }
     }
-    const Row ys = HAS_SHARED ? *(const device Row*)(y_shared + out_idx) : Row();
-    const Row res = HAS_RESIDUAL ? *(const device Row*)(residual + out_idx) : Row();
+    const float gate = HAS_SHARED ? 1.0f / (1.0f + metal::exp(-logit)) : 0.0f;
     Row o;
     for (int v = 0; v < NV; ++v) {
         for (int i = 0; i < 4; ++i) {
@@ -63,6 +66,7 @@ if (ALIGNED) {
     }
     *(device Row*)(out + out_idx) = o;
 } else {  // rows not vector-aligned (H not a multiple of W): one element at a time
+    const float gate = HAS_SHARED ? 1.0f / (1.0f + metal::exp(-logit)) : 0.0f;
     const uint n = (H - h0 < uint(W)) ? H - h0 : uint(W);
     for (uint i = 0; i < n; ++i) {
         float a = 0.0f;

@@ -22,6 +22,11 @@ def rel_error(out, ref) -> float:
     return float(np.linalg.norm(out64 - ref64) / np.linalg.norm(ref64))
 
 
+def worst(errors: list[float]) -> float:
+    """The largest error, NaN if any is NaN (max() alone may skip a NaN)."""
+    return float("nan") if any(e != e for e in errors) else max(errors)
+
+
 def max_abs_error(out, ref) -> float:
     """max |out − ref| in float64 (NaN propagates)."""
     return float(np.max(np.abs(to_numpy(out) - to_numpy(ref))))

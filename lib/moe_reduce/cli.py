@@ -10,11 +10,13 @@ from typing import Callable, Sequence
 from . import plots, results, tune
 from .impls import available_impls, kernel_backend, torch_support
 from .backends import pick_backend
+from .ops import OPS
 from .sweep import SWEEP_DTYPES, Plan, default_settings, run_sweep
 from .timing import TimerConfig
 
-IMPL_NAMES = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar", "mlx", "mlx_compile", "numpy", "torch", "torch_compile",
-              "torch_compile_graph", "triton", "triton_graph")
+IMPL_NAMES = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar_k", "kernel_scalar", "mlx", "mlx_compile",
+              "numpy", "torch", "torch_compile", "torch_compile_graph", "triton", "triton_graph", "kernel_fused",
+              "kernel_two_step", "torch_compile_two_step", "triton_fused")
 
 
 def names_of(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -43,8 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m moe_reduce", description="Benchmark the MoE combine step.")
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("bench", help="run the sweeps; write CSV, JSON and figures")
+    b.add_argument("--op", choices=list(OPS), default="combine",
+                   help="the combine, or the combine fused with the next RMSNorm (lesson 04) (default: combine)")
     b.add_argument("--quick", action="store_true", help="few sizes and repeats (under a minute on 2 CPU cores; default: the full sweep)")
-    b.add_argument("--out", type=Path, help="output folder (default: ./results/<device>-<date>/)")
+    b.add_argument("--out", type=Path, help="output folder (default: ./results/<device>-<date>/, -fused for --op fused)")
     b.add_argument("--dtypes", type=names_of(SWEEP_DTYPES), default=SWEEP_DTYPES,
                    help=f"comma list of {','.join(SWEEP_DTYPES)} (default: both)")
     b.add_argument("--impls", type=names_of(IMPL_NAMES),
@@ -67,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Run the sweep, save the run and its figures, print a summary."""
-    available = available_impls(args.quick)
+    available = available_impls(args.quick, args.op)
     names = args.impls or tuple(available)
     missing = [n for n in names if n not in available]
     if missing:
@@ -78,7 +82,7 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
         except RuntimeError as e:
             print(f"note: the kernels are not timed: {e}", file=sys.stderr)
     settings = default_settings(args.quick, args.dtypes, args.sweeps, not args.no_residual, not args.no_progress,
-                                not args.no_shared, args.graph_calls)
+                                not args.no_shared, args.graph_calls, args.op)
     run = run_sweep({n: available[n] for n in names}, settings, ["python", "-m", "moe_reduce", *args.argv])
     out = args.out or results.default_out(run.meta)
     files = results.save_run(run, out) + plots.plot_run(run, out)

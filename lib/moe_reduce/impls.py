@@ -11,12 +11,12 @@ from typing import Any, Callable
 import mlx.core as mx
 
 from . import kernels
-from .inputs import CombineArgs
-from .reference import mlx_combine, mlx_combine_compiled, reference_kernel_order
 from .backends import pick_backend
+from .inputs import CombineArgs
+from .ops import EPS, GATE_DTYPE
+from .reference import mlx_combine, mlx_combine_compiled, reference_kernel_order
 from .timing import sync_mlx, sync_none
 
-GATE_DTYPE = "float32"  # router weights and gate logits stay float32 in every timed call
 HOST_MAX_OUTPUTS = 8192  # the host kernel path runs thread by thread: only n_tokens·h up to this, quick mode only
 GRAPH_MAX_OUTPUTS = 2**19  # CUDA-graph peers are timed up to n_tokens·h = 256·2048
 
@@ -37,6 +37,7 @@ class Impl:
     to_host: Callable[[Any], Any] = lambda out: out
     max_outputs: int | None = None  # largest n_tokens·h it is timed at
     graphed: bool = False  # timed as CUDA-graph replays of chained calls (impls_torch.graph_call)
+    op: str = "combine"  # which op of ops.OPS it computes
 
     def fits(self, n_tokens: int, h: int) -> bool:
         """Whether this impl is timed at a size."""
@@ -48,18 +49,16 @@ def mlx_processor() -> str:
     return "gpu" if mx.default_device().type == mx.gpu else "cpu"
 
 
-def prepare_mlx(args: CombineArgs, dtype: str) -> CombineArgs:
-    """Fresh MLX arrays, evaluated, each written by a kernel on MLX's device as a model's layer writes its
-    outputs: an array made from NumPy data lives in CUDA unified (managed) memory on MLX's CUDA backend, which
-    costs a GPU kernel extra time to read at small sizes (notebook 03 measures it)."""
-    out = CombineArgs(*(None if a is None else a * 1 for a in args.mlx(dtype, GATE_DTYPE)))
+def prepare_mlx(args: Any, dtype: str) -> Any:
+    """Fresh MLX arrays (mx.array copies the NumPy data), evaluated."""
+    out = args.mlx(dtype, GATE_DTYPE)
     mx.eval([a for a in out if a is not None])
     return out
 
 
-def prepare_numpy(args: CombineArgs, dtype: str) -> CombineArgs:
+def prepare_numpy(args: Any, dtype: str) -> Any:
     """Fresh float32 NumPy copies."""
-    return CombineArgs(*(None if a is None else a.copy() for a in args))
+    return type(args)(*(None if a is None else a.copy() for a in args))
 
 
 def numpy_impl() -> Impl:
@@ -88,6 +87,16 @@ def kernel_impl(variant: str, backend: str) -> Impl:
     proc = "cpu" if backend == "host" else "gpu"
     return Impl(f"kernel_{variant}", proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx,
                 mx.async_eval, max_outputs=HOST_MAX_OUTPUTS if backend == "host" else None)
+
+
+def fused_impls(backend: str) -> list[Impl]:
+    """The combine + RMSNorm (lesson 04): our fused kernel, and our combine followed by mx.fast.rms_norm."""
+    proc = "cpu" if backend == "host" else "gpu"
+    limit = HOST_MAX_OUTPUTS if backend == "host" else None
+    fused = lambda dtype: lambda *a: kernels.moe_combine_rmsnorm(*a, EPS, backend=backend)
+    two_step = lambda dtype: lambda *a: kernels.combine_then_rmsnorm(*a, EPS, backend=backend)
+    return [Impl(name, proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx, mx.async_eval,
+                 max_outputs=limit, op="fused") for name, build in (("kernel_fused", fused), ("kernel_two_step", two_step))]
 
 
 def kernel_backend() -> str | None:
@@ -120,11 +129,11 @@ def triton_support() -> ModuleType | None:
     return impls_triton
 
 
-def available_impls(quick: bool) -> dict[str, Impl]:
-    """Every implementation that runs here; kernels on the slow host path only in quick mode."""
+def available_impls(quick: bool, op: str = "combine") -> dict[str, Impl]:
+    """Every implementation of an op that runs here; kernels on the slow host path only in quick mode."""
     impls = [numpy_impl(), mlx_impl(False), mlx_impl(True)]
     backend = kernel_backend()
     if backend is not None and (backend != "host" or quick):
-        impls += [kernel_impl(v, backend) for v in ("auto", *kernels.VARIANTS)]
+        impls += [kernel_impl(v, backend) for v in ("auto", *kernels.VARIANTS)] + fused_impls(backend)
     impls += [i for support in (torch_support(), triton_support()) if support for i in support.all_impls()]
-    return {i.name: i for i in impls}
+    return {i.name: i for i in impls if i.op == op}

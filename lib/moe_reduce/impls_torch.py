@@ -2,24 +2,24 @@
 to know of torch: its version, its peak memory, how to free its caches. Loaded through impls.torch_support."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
 
-from .impls import GATE_DTYPE, GRAPH_MAX_OUTPUTS, Impl
-from .inputs import CombineArgs
-from .reference_torch import torch_combine
+from .impls import GRAPH_MAX_OUTPUTS, Impl
+from .inputs import CombineArgs, cast_args
+from .ops import EPS, GATE_DTYPE
+from .reference_torch import torch_combine, torch_combine_rmsnorm
 from .timing import chained
 
 GRAPH_CALLS = 64  # at least this many chained calls in one captured graph
 
 
-def prepare(args: CombineArgs, dtype: str) -> CombineArgs:
-    """Fresh CUDA tensors: activations in `dtype`, gate inputs float32."""
-    act, gate = getattr(torch, dtype), getattr(torch, GATE_DTYPE)
-    put = lambda a, dt: None if a is None else torch.from_numpy(a).to(device="cuda", dtype=dt)
-    return CombineArgs(put(args.expert_w, gate), put(args.y_expert, act), put(args.sh_logit, gate),
-                       put(args.y_shared, act), put(args.residual, act))
+def prepare(args: Any, dtype: str) -> Any:
+    """Fresh CUDA tensors of the same named tuple: activations in `dtype`, gate inputs float32."""
+    return cast_args(args, lambda a, dt: torch.from_numpy(a).to(device="cuda", dtype=getattr(torch, dt)), dtype,
+                     GATE_DTYPE)
 
 
 def sync(outs: list) -> None:
@@ -27,19 +27,29 @@ def sync(outs: list) -> None:
     torch.cuda.synchronize()
 
 
-def to_host(out: torch.Tensor) -> Any:
-    """A float32 NumPy copy for the check against the oracle."""
+def to_host(out: torch.Tensor | tuple) -> Any:
+    """Float32 NumPy copies (of each output) for the check against the oracle."""
+    if isinstance(out, tuple):
+        return tuple(to_host(o) for o in out)
     return out.float().cpu().numpy()
 
 
-def torch_impl(name: str, build: Callable[[str], Callable[..., Any]]) -> Impl:
+def torch_impl(name: str, build: Callable[[str], Callable[..., Any]], op: str = "combine") -> Impl:
     """One PyTorch contender on CUDA tensors."""
-    return Impl(name, "gpu", "torch-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync, to_host=to_host)
+    return Impl(name, "gpu", "torch-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync, to_host=to_host,
+                op=op)
 
 
+@functools.cache
 def compiled(dtype: str) -> Callable[..., Any]:
-    """torch.compile of torch_combine with static shapes (Inductor's best kernel for each size)."""
+    """torch.compile of torch_combine with static shapes (Inductor's best kernel for each size); one object per
+    dtype, shared by the per-call and the graphed contender."""
     return torch.compile(torch_combine, dynamic=False)
+
+
+def two_step(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The combine with the residual, then the RMSNorm, as PyTorch ops."""
+    return torch_combine_rmsnorm(*args, EPS)
 
 
 def all_impls() -> list[Impl]:
@@ -48,7 +58,8 @@ def all_impls() -> list[Impl]:
     afresh, under the recompile limit."""
     return [torch_impl("torch", lambda dtype: torch_combine), torch_impl("torch_compile", compiled),
             Impl("torch_compile_graph", "gpu", "torch-cuda", ("float32", "bfloat16"), "torch", prepare, compiled,
-                 sync, to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True)]
+                 sync, to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True),
+            torch_impl("torch_compile_two_step", lambda dtype: torch.compile(two_step, dynamic=False), "fused")]
 
 
 def graph_call(fn: Callable[..., Any], sets: list[CombineArgs],

@@ -1,7 +1,8 @@
-"""Our Triton peer: the combine as a hand-written Triton kernel, written the way serving engines write theirs
+"""Our Triton peers: the combine as a hand-written Triton kernel, written the way serving engines write theirs
 (one program per token and block of h, top_k unrolled, float32 accumulation, 16-byte loads where h allows),
-with (BLOCK, num_warps) chosen per size by a small sweep of kernel time, as triton.autotune would. Loaded
-through impls.triton_support where triton imports with a CUDA GPU."""
+with (BLOCK, num_warps) chosen per size by a small sweep of kernel time, as triton.autotune would; and the
+combine fused with the next RMSNorm (one program per token). Loaded through impls.triton_support where triton
+imports with a CUDA GPU."""
 from __future__ import annotations
 
 import functools
@@ -13,6 +14,7 @@ import triton.language as tl
 
 from .impls import GRAPH_MAX_OUTPUTS, Impl
 from .impls_torch import prepare, sync, to_host
+from .ops import EPS
 from .inputs import CombineArgs
 
 BLOCKS = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -38,6 +40,29 @@ def combine_kernel(w_ptr, y_ptr, s_ptr, ys_ptr, r_ptr, out_ptr, H, TOP_K: tl.con
     tl.store(out_ptr + t * H + cols, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def combine_rmsnorm_kernel(w_ptr, y_ptr, s_ptr, ys_ptr, r_ptr, wt_ptr, hid_ptr, out_ptr, H, eps,
+                           TOP_K: tl.constexpr, HAS_SHARED: tl.constexpr, BLOCK: tl.constexpr):
+    """Program t makes hidden[t, :] (the combine with the residual) and normed[t, :] (its RMSNorm): the whole
+    row in one program, so the sum of squares needs no second pass."""
+    t = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < H
+    acc = tl.load(r_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
+    for k in tl.static_range(TOP_K):
+        w = tl.load(w_ptr + t * TOP_K + k).to(tl.float32)
+        acc += w * tl.load(y_ptr + (t * TOP_K + k) * H + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_SHARED:
+        gate = tl.sigmoid(tl.load(s_ptr + t).to(tl.float32))
+        acc += gate * tl.load(ys_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
+    hidden = acc.to(hid_ptr.dtype.element_ty)
+    tl.store(hid_ptr + t * H + cols, hidden, mask=mask)
+    x = hidden.to(tl.float32)
+    scale = tl.rsqrt(tl.sum(x * x, axis=0) / H + eps)
+    wt = tl.load(wt_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + t * H + cols, (x * scale * wt).to(out_ptr.dtype.element_ty), mask=mask)
+
+
 class Config(NamedTuple):
     """One launch shape of the Triton kernel."""
 
@@ -55,6 +80,36 @@ def launch(cfg: Config, w, y, s=None, ys=None, r=None) -> torch.Tensor:
                          TOP_K=k, HAS_SHARED=ys is not None, HAS_RESIDUAL=r is not None, BLOCK=cfg.block,
                          num_warps=cfg.warps)
     return out
+
+
+def launch_fused(warps: int, w, y, s, ys, r, wt, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of the fused kernel with `warps` warps per program: (hidden, normed)."""
+    t, k = w.shape
+    h = y.shape[-1]
+    hidden = torch.empty((t, h), device=y.device, dtype=y.dtype)
+    normed = torch.empty_like(hidden)
+    combine_rmsnorm_kernel[(t,)](w, y, y if s is None else s, y if ys is None else ys, r, wt, hidden, normed, h, eps,
+                                 TOP_K=k, HAS_SHARED=ys is not None, BLOCK=triton.next_power_of_2(h), num_warps=warps)
+    return hidden, normed
+
+
+@functools.cache
+def best_fused_warps(shape: tuple) -> int:
+    """The fastest warps per program for one fused signature, as best_config does for the combine."""
+    (t, k), (rows, h), dtype, gate_dtype, shared, _ = shape
+    dev = "cuda"
+    args = (torch.rand((t, k), device=dev, dtype=gate_dtype), torch.randn((rows, h), device=dev, dtype=dtype),
+            torch.randn((t,), device=dev, dtype=gate_dtype) if shared else None,
+            torch.randn((t, h), device=dev, dtype=dtype) if shared else None,
+            torch.randn((t, h), device=dev, dtype=dtype), torch.randn((h,), device=dev, dtype=dtype))
+    timed = {n: triton.testing.do_bench(lambda n=n: launch_fused(n, *args, 1e-6), warmup=5, rep=20,
+                                        return_mode="median") for n in (1, 2, 4, 8, 16)}
+    return min(timed, key=timed.get)
+
+
+def triton_combine_rmsnorm(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused op through the Triton kernel, with the best warps for its size."""
+    return launch_fused(best_fused_warps(signature(CombineArgs(*args[:5]))), *args, EPS)
 
 
 def candidates(h: int) -> list[Config]:
@@ -97,4 +152,6 @@ def all_impls() -> list[Impl]:
     return [Impl("triton", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync,
                  to_host=to_host),
             Impl("triton_graph", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync,
-                 to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True)]
+                 to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True),
+            Impl("triton_fused", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare,
+                 lambda dtype: triton_combine_rmsnorm, sync, to_host=to_host, op="fused")]

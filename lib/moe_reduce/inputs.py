@@ -1,13 +1,28 @@
 """The combine step's arguments as one named structure, and seeded, realistic values for them."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import mlx.core as mx
 import numpy as np
 
 from .arrays import to_mlx_dtype
 from .models import MODELS
+
+
+GATE_FIELDS = ("expert_w", "sh_logit")  # router outputs: their own dtype (float32 in the benchmarks)
+
+
+def cast_args(args: NamedTuple, cast: Callable[[Any, str], Any], dtype: str, gate_dtype: str) -> Any:
+    """The same named tuple with each given array passed through cast(array, dtype name): gate fields in
+    `gate_dtype`, activations in `dtype`."""
+    return type(args)(*(None if a is None else cast(a, gate_dtype if f in GATE_FIELDS else dtype)
+                        for f, a in zip(args._fields, args)))
+
+
+def mlx_cast(a: Any, dtype: str) -> mx.array:
+    """An MLX copy of an array in a dtype."""
+    return mx.array(a).astype(to_mlx_dtype(dtype))
 
 
 class CombineArgs(NamedTuple):
@@ -22,10 +37,23 @@ class CombineArgs(NamedTuple):
 
     def mlx(self, dtype: str = "float32", gate_dtype: str = "float32") -> CombineArgs:
         """The same arguments as MLX arrays: activations in `dtype`, expert_w and sh_logit in `gate_dtype`."""
-        act, gate = to_mlx_dtype(dtype), to_mlx_dtype(gate_dtype)
-        cast = lambda a, dt: None if a is None else mx.array(a).astype(dt)
-        return CombineArgs(cast(self.expert_w, gate), cast(self.y_expert, act), cast(self.sh_logit, gate),
-                           cast(self.y_shared, act), cast(self.residual, act))
+        return cast_args(self, mlx_cast, dtype, gate_dtype)
+
+
+class FusedArgs(NamedTuple):
+    """The arguments of the combine fused with the next RMSNorm (lesson 04): the combine's, the residual
+    required, and the norm's weight (h,)."""
+
+    expert_w: Any
+    y_expert: Any
+    sh_logit: Any
+    y_shared: Any
+    residual: Any
+    weight: Any
+
+    def mlx(self, dtype: str = "float32", gate_dtype: str = "float32") -> FusedArgs:
+        """The same arguments as MLX arrays (see CombineArgs.mlx)."""
+        return cast_args(self, mlx_cast, dtype, gate_dtype)
 
 
 def route(router_logits: np.ndarray, top_k: int, renormalize: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +93,10 @@ def model_inputs(model: str, n_tokens: int, *, residual: bool = True, seed: int 
     m = MODELS[model]
     return make_inputs(n_tokens, m.h, m.top_k, n_experts=m.n_experts, residual=residual, shared=m.gated_shared,
                        renormalize=m.renormalize, seed=seed)
+
+
+def make_fused_inputs(n_tokens: int, h: int, top_k: int, *, shared: bool = True, seed: int = 0) -> FusedArgs:
+    """make_inputs with the residual, plus an RMSNorm weight ~ 1 + N(0, 0.1²) (learned weights sit near 1)."""
+    args = make_inputs(n_tokens, h, top_k, residual=True, shared=shared, seed=seed)
+    weight = (1 + 0.1 * np.random.default_rng(seed + 1).standard_normal(h)).astype(np.float32)
+    return FusedArgs(*args, weight)

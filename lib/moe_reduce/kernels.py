@@ -8,6 +8,7 @@ mx.compile and replayed from C++."""
 from __future__ import annotations
 
 import functools
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -19,7 +20,7 @@ from .arrays import to_mlx_dtype
 from .backends import compile_shader, device_name, pick_backend, read_source
 from .dtypes import ITEMSIZE, KERNEL_DTYPES
 from .inputs import CombineArgs
-from .validate import Problem, validate
+from .validate import Problem, validate, validate_rmsnorm
 
 INPUT_NAMES = CombineArgs._fields  # the kernel's buffers, in the order MLX numbers them
 DEFAULT_THREADS = 256  # threadgroup size when a variant is named and no size is given
@@ -45,6 +46,8 @@ VARIANTS = {
     v.name: v
     for v in [
         Variant("scalar", "moe_weighted_reduce.metal", "one thread per output element"),
+        Variant("scalar_k", "moe_weighted_reduce.metal", "scalar with top_k fixed at compile time: the k loop unrolls",
+                unroll_k=True),
         Variant("vec", "moe_weighted_reduce_vec.metal", "16 bytes per row per thread: 4 (f32) or 8 (f16/bf16) outputs",
                 vector=True),
         Variant("vec_k", "moe_weighted_reduce_vec.metal", "vec with top_k fixed at compile time: the k loop unrolls",
@@ -88,10 +91,13 @@ def get_variant(name: str) -> Variant:
 
 
 def choose_variant(name: str, p: Problem) -> Variant:
-    """The variant that runs: a vector one falls back to 'scalar' when n_tokens*h < 8 (MLX then passes
-    y_shared in Metal's constant address space, where the vector body's device-pointer casts do not compile)."""
+    """The variant that runs: a vector one falls back to the scalar body (with the same TOP_K choice) when
+    n_tokens*h < 8 (MLX then passes y_shared in Metal's constant address space, where the vector body's
+    device-pointer casts do not compile)."""
     v = get_variant(name)
-    return VARIANTS["scalar"] if v.vector and p.n_tokens * p.h < 8 else v
+    if v.vector and p.n_tokens * p.h < 8:
+        return VARIANTS["scalar_k" if v.unroll_k else "scalar"]
+    return v
 
 
 def choose_launch(backend: str, variant: str, threads: int | None, p: Problem) -> tuple[Variant, int, str]:
@@ -104,17 +110,15 @@ def choose_launch(backend: str, variant: str, threads: int | None, p: Problem) -
 
 def launch_config(variant: str, p: Problem, threads: int = DEFAULT_THREADS) -> LaunchConfig:
     """A 1-D grid of n_tokens * ceil(h / W) threads in threadgroups of `threads`, and the template: the
-    activation dtype T, which optional terms exist, and for the vector body NV (4-wide vectors per row),
-    TOP_K (0 = read at run time) and ALIGNED (h a multiple of W)."""
+    activation dtype T, TOP_K (0 = read at run time), which optional terms exist, and for the vector body NV
+    (4-wide vectors per row) and ALIGNED (h a multiple of W)."""
     v = get_variant(variant)
     w = v.outputs_per_thread(p.dtype)
     n = p.n_tokens * -(-p.h // w)
     if n >= 2**31:
         raise ValueError(f"n_tokens * h: expected under 2^31 threads ({w} outputs each), got {n}")
-    template = [("T", to_mlx_dtype(p.dtype))]
-    if v.vector:
-        template += [("NV", w // 4), ("TOP_K", p.top_k if v.unroll_k else 0)]
-    template += [("HAS_SHARED", p.shared), ("HAS_RESIDUAL", p.residual)]
+    template = [("T", to_mlx_dtype(p.dtype))] + ([("NV", w // 4)] if v.vector else [])
+    template += [("TOP_K", p.top_k if v.unroll_k else 0), ("HAS_SHARED", p.shared), ("HAS_RESIDUAL", p.residual)]
     if v.vector:
         template += [("ALIGNED", p.h % w == 0)]
     return LaunchConfig((n, 1, 1), (min(threads, n), 1, 1), template)
@@ -198,3 +202,84 @@ def compiled_launch(backend: str, variant: str, threads: int | None) -> Callable
         return dispatch(build(v.name, backend), launch_config(v.name, p, n_threads), p, CombineArgs(*args))
 
     return mx.compile(launch)
+
+
+# ---------------------------------------------------------------- The combine fused with the next RMSNorm (lesson 04)
+
+FUSED_FILE = "moe_combine_rmsnorm.metal"
+FUSED_INPUTS = INPUT_NAMES + ("weight",)
+FUSED_OUTPUTS = ("hidden", "normed")
+
+
+def fused_config(p: Problem, eps: float, threads: int | None = None) -> LaunchConfig:
+    """One threadgroup per token, of `threads` threads (default: enough 32-thread SIMD groups to cover the row in
+    16-byte accesses, at most 1024), each thread striding along the row ITERS times; the template carries W
+    (elements per access: 16 bytes' worth when h allows, else 1), TOP_K, HAS_SHARED, ITERS and eps's bits."""
+    vec = 16 // ITEMSIZE[p.dtype]
+    w = vec if p.h % vec == 0 else 1
+    groups = -(-p.h // w)
+    threads = threads or min(1024, 32 * -(-groups // 32))
+    if threads % 32 or not 32 <= threads <= 1024:
+        raise ValueError(f"threads: expected a multiple of 32 from 32 to 1024, got {threads}")
+    eps_bits = struct.unpack("<i", struct.pack("<f", eps))[0]
+    template = [("T", to_mlx_dtype(p.dtype)), ("W", w), ("TOP_K", p.top_k), ("HAS_SHARED", p.shared),
+                ("ITERS", -(-groups // threads)), ("EPS_BITS", eps_bits)]
+    return LaunchConfig((p.n_tokens * threads, 1, 1), (threads, 1, 1), template)
+
+
+def fused_call(backend: str, args: CombineArgs, weight, eps: float, threads: int | None,
+               init_value: float | None = None) -> tuple[mx.array, mx.array, LaunchConfig]:
+    """Validate, configure and dispatch the fused kernel: (hidden, normed, config)."""
+    p = validate_rmsnorm(*args, weight, eps, allowed=KERNEL_DTYPES)
+    config = fused_config(p, eps, threads)
+    kernel = compile_shader(FUSED_FILE, FUSED_INPUTS, backend, FUSED_OUTPUTS)
+    w, y, s, ys, r, wt = (None if a is None else a if isinstance(a, mx.array) else mx.array(a) for a in (*args, weight))
+    inputs = [w, y.reshape(p.n_tokens * p.top_k, p.h), placeholder(p.gate_dtype) if s is None else s,
+              placeholder(p.dtype) if ys is None else ys, r, wt]
+    hidden, normed = kernel(inputs=inputs, template=config.template, grid=config.grid, threadgroup=config.threadgroup,
+                            output_shapes=[(p.n_tokens, p.h)] * 2, output_dtypes=[y.dtype] * 2, init_value=init_value)
+    return hidden, normed, config
+
+
+def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps: float = 1e-6, *,
+                        backend: str = "auto", threads: int | None = None, init_value: float | None = None,
+                        return_info: bool = False):
+    """The combine and the RMSNorm after it in one kernel: returns (hidden, normed), or (hidden, normed, RunInfo).
+    hidden = the combine with the residual (required); normed = hidden / sqrt(mean(hidden^2) + eps) * weight,
+    weight of shape (h,) in the activations' dtype. Models whose norm scales by 1 + weight (Qwen3-Next) pass
+    1 + weight. Checked before anything runs; MLX arrays on a GPU backend take an mx.compile fast path."""
+    args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
+    if init_value is None and not return_info:
+        fast = compiled_fused(backend, threads, float(eps) if isinstance(eps, (int, float)) else eps)
+        if fast is not None and all_mlx(*args, weight):
+            return fast(*args, weight)
+    backend = pick_backend(backend)
+    hidden, normed, config = fused_call(backend, args, weight, eps, threads, init_value)
+    if not return_info:
+        return hidden, normed
+    return hidden, normed, RunInfo(backend, "fused", Path(FUSED_FILE).stem, config.grid, config.threadgroup,
+                                   tuple(config.template), "asked" if threads else "rule: threads cover the row")
+
+
+@functools.cache
+def compiled_fused(backend: str, threads: int | None, eps: Any) -> Callable[..., tuple[mx.array, mx.array]] | None:
+    """fused_call traced by mx.compile for a GPU backend (None for the host backend), as compiled_launch."""
+    backend = pick_backend(backend)
+    if backend == "host":
+        return None
+
+    def launch(*args: mx.array | None) -> tuple[mx.array, mx.array]:
+        """Validate, configure and dispatch (runs at trace time only)."""
+        hidden, normed, _ = fused_call(backend, CombineArgs(*args[:5]), args[5], eps, threads)
+        return hidden, normed
+
+    return mx.compile(launch)
+
+
+def combine_then_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps: float = 1e-6, *,
+                         backend: str = "auto") -> tuple[mx.array, mx.array]:
+    """Lesson 04's baseline, two kernels: our combine, then MLX's own RMSNorm (mx.fast.rms_norm), which reads
+    hidden back from memory."""
+    validate_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps, allowed=KERNEL_DTYPES)
+    hidden = moe_weighted_reduce(expert_w, y_expert, sh_logit, y_shared, residual, backend=backend)
+    return hidden, mx.fast.rms_norm(hidden, weight if isinstance(weight, mx.array) else mx.array(weight), eps)

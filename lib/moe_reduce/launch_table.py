@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 TABLE_FILE = "launch_table.json"
-RULE = ("vec_k", 256)  # no measured entry (host, Metal, an unmeasured GPU): 16-byte rows, top_k unrolled
+RULE = ("vec_k", 256)  # no card measured on this backend (host, Metal): 16-byte rows, top_k unrolled
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,16 @@ def load_table() -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"cards": {}}
 
 
-def card_of(device: str | None, table: dict) -> str | None:
-    """The table's card whose name occurs in the device name (longest first), or None."""
+def card_of(backend: str, device: str | None, table: dict) -> tuple[str | None, str]:
+    """The table's card for a device: the one whose name occurs in the device's name, else the first card
+    measured on the same backend (a GPU of the same kind stands in for one not measured), else None; and a
+    note saying which rule matched."""
     names = sorted(table["cards"], key=len, reverse=True)
-    return next((c for c in names if device and c in device), None)
+    exact = next((c for c in names if device and c in device), None)
+    if exact:
+        return exact, exact
+    same = next((c for c in table["cards"] if table.get("backend", {}).get(c) == backend), None)
+    return same, f"{same} (nearest measured card)"
 
 
 def distance(entry: dict, n_tokens: int, h: int, top_k: int) -> tuple[float, float, float]:
@@ -44,11 +50,11 @@ def choose(backend: str, device: str | None, dtype: str, n_tokens: int, h: int, 
            table: dict | None = None) -> Choice:
     """The table's entry nearest to this shape on this card and dtype (GPU backends), else the rule."""
     table = load_table() if table is None else table
-    card = card_of(device, table) if backend in ("cuda", "metal") else None
+    card, note = card_of(backend, device, table)
     entries = [e for e in table["cards"].get(card, []) if e["dtype"] == dtype]
     if not entries:
-        return Choice(*RULE, f"rule: {RULE[0]} with {RULE[1]} threads (no measured entry for {backend}"
-                             f"{' ' + device if device else ''}, {dtype})")
+        return Choice(*RULE, f"rule: {RULE[0]} with {RULE[1]} threads (no card measured on {backend}"
+                             f"{' for ' + dtype if card else ''})")
     e = min(entries, key=lambda e: distance(e, n_tokens, h, top_k))
     return Choice(e["variant"], e["threads"],
-                  f"table: {card} {dtype} n_tokens={e['n_tokens']} h={e['h']} top_k={e['top_k']}")
+                  f"table: {note} {dtype} n_tokens={e['n_tokens']} h={e['h']} top_k={e['top_k']}")

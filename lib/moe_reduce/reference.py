@@ -45,6 +45,19 @@ def reference_kernel_order(expert_w, y_expert, sh_logit=None, y_shared=None, res
     return numpy_combine(expert_w, y_expert, sh_logit, y_shared, residual, dtype=np.float32)
 
 
+def rmsnorm_f64(x, weight, eps: float) -> np.ndarray:
+    """RMSNorm of each row in float64: x / sqrt(mean(x^2) + eps) * weight."""
+    x64 = to_numpy(x)
+    return x64 / np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True) + eps) * to_numpy(weight)
+
+
+def reference_combine_rmsnorm_f64(expert_w, y_expert, sh_logit, y_shared, residual, weight,
+                                  eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle of the fused op: (hidden, normed) in float64, hidden being the combine with the residual."""
+    hidden = reference_f64(expert_w, y_expert, sh_logit, y_shared, residual)
+    return hidden, rmsnorm_f64(hidden, weight, eps)
+
+
 def mlx_combine(expert_w: mx.array, y_expert: mx.array, sh_logit: mx.array | None = None,
                 y_shared: mx.array | None = None, residual: mx.array | None = None) -> mx.array:
     """Routed sum, plus the gated shared expert and the residual when given, as MLX ops (no checks)."""

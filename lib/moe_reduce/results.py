@@ -117,5 +117,6 @@ def slug(text: str) -> str:
 
 
 def default_out(meta: dict, base: Path | None = None) -> Path:
-    """results/<device-slug>-<date>/ under `base` (default: the working directory)."""
-    return (Path.cwd() if base is None else base) / "results" / f"{slug(meta['device'])}-{meta['date']}"
+    """results/<device-slug>-<date>/ under `base` (default: the working directory), with -fused for the fused op."""
+    suffix = "-fused" if meta.get("op") == "fused" else ""
+    return (Path.cwd() if base is None else base) / "results" / f"{slug(meta['device'])}-{meta['date']}{suffix}"

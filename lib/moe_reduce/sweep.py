@@ -16,15 +16,13 @@ import mlx.core as mx
 from tqdm import tqdm
 
 from .ceiling import best, empty_kernel_us, floor_label, gbps, traffic_ceilings
-from .check import rel_error, tolerance
+from .check import rel_error, tolerance, worst
 from .gputime import gpu_time
-from .impls import GATE_DTYPE, Impl, kernel_backend, torch_support
-from .inputs import make_inputs
+from .impls import Impl, kernel_backend, torch_support
 from .machine import cpu_name, datasheet, gpu_name, llc_bytes, versions
-from .reference import reference_f64
+from .ops import GATE_DTYPE, OPS
 from .results import Row, Run
 from .timing import GPU_TIMER, QUICK_TIMER, TimerConfig, chained, run_calls, time_fn
-from .traffic import bytes_moved
 
 GiB, MB = 1 << 30, 10**6
 SWEEP_DTYPES = ("float32", "bfloat16")
@@ -121,30 +119,39 @@ class Settings:
     residual: bool = True
     progress: bool = True
     shared: bool = True
+    op: str = "combine"  # a key of ops.OPS
 
 
 def default_settings(quick: bool, dtypes: Sequence[str] = SWEEP_DTYPES, sweeps: Sequence[str] = Plan.sweeps,
                      residual: bool = True, progress: bool = True, shared: bool = True,
-                     graph_calls: int | None = None) -> Settings:
+                     graph_calls: int | None = None, op: str = "combine") -> Settings:
     """Full or quick plan (restricted to `sweeps`), timer and budgets for this machine; ValueError naming a bad
-    sweep, dtype or graph_calls."""
+    sweep, dtype or graph_calls. The fused op (which always has the residual) is swept at its first top_k and
+    without the heatmap."""
     for name, given, allowed in (("sweeps", sweeps, Plan.sweeps), ("dtypes", dtypes, SWEEP_DTYPES)):
         unknown = sorted(set(given) - set(allowed))
         if unknown or not given:
             raise ValueError(f"{name}: expected one or more of {list(allowed)}, got {unknown or list(given)}")
     if graph_calls is not None and graph_calls < 1:
         raise ValueError(f"graph_calls: expected an integer >= 1, got {graph_calls}")
+    if op not in OPS:
+        raise ValueError(f"op: expected one of {list(OPS)}, got {op!r}")
     plan = dataclasses.replace(QUICK_PLAN if quick else Plan(), sweeps=tuple(sweeps))
+    if op == "fused":  # every other power of two: each size compiles torch.compile's two steps afresh
+        plan = dataclasses.replace(plan, tokens=plan.tokens[::2], hiddens=plan.hiddens[::2], top_ks=plan.top_ks[:1],
+                                   sweeps=tuple(w for w in sweeps if w != "heatmap"))
+        residual = True
     budgets = {"gpu": GPU_BUDGET, "cpu": cpu_budget(quick)}
     timer = QUICK_TIMER if quick else GPU_TIMER if kernel_backend() in ("cuda", "metal") else TimerConfig()
     if graph_calls is not None:
         timer = dataclasses.replace(timer, graph_calls=graph_calls)
-    return Settings(plan, tuple(dtypes), timer, budgets, residual, progress, shared)
+    return Settings(plan, tuple(dtypes), timer, budgets, residual, progress, shared, op)
 
 
-def problem_bytes(n_tokens: int, h: int, top_k: int, dtype: str, residual: bool, shared: bool = True) -> int:
-    """Bytes one call must move (traffic.bytes_moved with the float32 gate inputs used here)."""
-    return bytes_moved(n_tokens, top_k, h, dtype, residual, gate_dtype=GATE_DTYPE, shared=shared)
+def problem_bytes(n_tokens: int, h: int, top_k: int, dtype: str, residual: bool, shared: bool = True,
+                  op: str = "combine") -> int:
+    """Bytes one call of an op must move (with the float32 gate inputs used here)."""
+    return OPS[op].bytes(n_tokens, h, top_k, dtype, residual, shared)
 
 
 def n_sets(nbytes: int, budget: Budget) -> int:
@@ -153,13 +160,13 @@ def n_sets(nbytes: int, budget: Budget) -> int:
 
 
 class SizeCase:
-    """One size in one dtype: inputs drawn once, the oracle computed once, input sets per family."""
+    """One size of an op in one dtype: inputs drawn once, the oracle computed once, input sets per family."""
 
-    def __init__(self, size: Size, dtype: str, residual: bool, shared: bool = True):
+    def __init__(self, size: Size, dtype: str, residual: bool, shared: bool = True, op: str = "combine"):
         self.size, self.dtype, self.residual, self.shared = size, dtype, residual, shared
-        self.inputs = make_inputs(size.n_tokens, size.h, size.top_k, residual=residual, shared=shared)
-        self.ref = reference_f64(*self.inputs.mlx(dtype, GATE_DTYPE))
-        self.bytes = problem_bytes(size.n_tokens, size.h, size.top_k, dtype, residual, shared)
+        self.inputs = OPS[op].inputs(size.n_tokens, size.h, size.top_k, residual, shared)
+        self.ref = OPS[op].reference(*self.inputs.mlx(dtype, GATE_DTYPE))
+        self.bytes = problem_bytes(size.n_tokens, size.h, size.top_k, dtype, residual, shared, op)
         self._sets: dict[tuple[str, int], list] = {}
 
     def sets(self, impl: Impl, count: int) -> list:
@@ -203,7 +210,8 @@ def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, lim
     sets = case.sets(impl, count)
     out = fn(*sets[0])
     impl.sync([out])
-    err = rel_error(impl.to_host(out), case.ref)
+    outs = impl.to_host(out)
+    err = worst([rel_error(o, r) for o, r in zip(outs if isinstance(outs, tuple) else (outs,), case.ref)])
     if not err < tolerance(case.dtype):
         raise AssertionError(f"{impl.name} {case.dtype} {case.size}: relative error {err:.2e} "
                              f"is not under {tolerance(case.dtype):.0e}")
@@ -237,7 +245,7 @@ def plan_tasks(s: Settings, impls: dict[str, Impl]) -> tuple[list[tuple[Size, st
     """(size, dtype, impls) to run, and a line for each size skipped as over its memory budget."""
     tasks, skipped = [], []
     for size, role in s.plan.sizes().items():
-        f32 = problem_bytes(size.n_tokens, size.h, size.top_k, "float32", s.residual, s.shared)
+        f32 = problem_bytes(size.n_tokens, size.h, size.top_k, "float32", s.residual, s.shared, s.op)
         for dtype in s.dtypes:
             chosen = [i for i in impls.values() if dtype in i.dtypes and i.fits(size.n_tokens, size.h)
                       and runs_at(role, i.name)]
@@ -279,7 +287,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
     bar = tqdm(tasks, desc="bench", unit="size", disable=not s.progress, file=sys.stderr)
     for size, dtype, chosen in bar:
         bar.set_postfix_str(f"T={size.n_tokens} h={size.h} k={size.top_k} {dtype}")
-        case = SizeCase(size, dtype, s.residual, s.shared)
+        case = SizeCase(size, dtype, s.residual, s.shared, s.op)
         for impl in chosen:
             if (impl.name, dtype) not in built:
                 built[impl.name, dtype] = impl.build(dtype)
@@ -301,7 +309,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
         "ceiling_methods": methods,
         "ceiling_bytes": {p: s.budgets[p].ceiling_bytes for p in processors},
         "empty_kernel_us": floor, "empty_kernel_plain_us": floor_plain, "empty_kernel_label": floor_label(backend),
-        "impls": sorted(impls), "dtypes": list(s.dtypes), "gate_dtype": GATE_DTYPE,
+        "op": s.op, "impls": sorted(impls), "dtypes": list(s.dtypes), "gate_dtype": GATE_DTYPE,
         "residual": s.residual, "shared": s.shared,
         "plan": asdict(s.plan), "timer": asdict(s.timer), "budgets": {p: asdict(b) for p, b in s.budgets.items()},
         "skipped": skipped, "failures": failures,

@@ -102,17 +102,17 @@ def time_fn(call: Callable[[int, Any], Any], sync: Callable[[list], None] = sync
 
 
 def chained(fn: Callable[..., Any], sets: Sequence[Any]) -> tuple[Callable[[int, Any], Any], bool]:
-    """`call(i, prev)` running fn on argument set i (a CombineArgs) with the previous call's output in place of
-    its residual (or, without one, its y_shared), as a layer's output feeds the next; and whether such an input
-    exists. A chain keeps the device from overlapping calls a model could not overlap. The replaced input is
-    one of the 10-12 rows read per token; at large sizes the previous output has left the cache long before
-    it is read."""
+    """`call(i, prev)` running fn on argument set i (a CombineArgs or FusedArgs) with the previous call's output
+    (its first, if it returns several) in place of the residual (or, without one, y_shared), as a layer's
+    output feeds the next; and whether such an input exists. A chain keeps the device from overlapping calls a
+    model could not overlap. The replaced input is one of the 10-12 rows read per token; at large sizes the
+    previous output has left the cache long before it is read."""
     field = "residual" if sets[0].residual is not None else "y_shared" if sets[0].y_shared is not None else None
 
     def call(i: int, prev: Any) -> Any:
         """fn on set i, fed by prev."""
         if prev is None or field is None:
             return fn(*sets[i])
-        return fn(*sets[i]._replace(**{field: prev}))
+        return fn(*sets[i]._replace(**{field: prev[0] if isinstance(prev, tuple) else prev}))
 
     return call, field is not None

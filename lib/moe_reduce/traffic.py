@@ -26,3 +26,21 @@ def arithmetic_intensity(n_tokens: int, top_k: int, h: int, dtype: str = "float3
     """flops per byte moved."""
     return flops(n_tokens, top_k, h, residual, shared) / bytes_moved(n_tokens, top_k, h, dtype, residual,
                                                                      shared=shared)
+
+
+def bytes_rmsnorm(n_tokens: int, h: int, dtype: str = "float32") -> int:
+    """Bytes an RMSNorm kernel of its own moves: read the rows and the weight, write the normed rows."""
+    return (2 * n_tokens * h + h) * ITEMSIZE[dtype]
+
+
+def bytes_fused(n_tokens: int, top_k: int, h: int, dtype: str = "float32", gate_dtype: str | None = None,
+                shared: bool = True) -> int:
+    """Bytes the fused combine + RMSNorm moves: the combine's (with the residual) plus the weight read once and
+    the normed rows written; hidden is written once and never read back from memory."""
+    return bytes_moved(n_tokens, top_k, h, dtype, True, gate_dtype, shared) + (n_tokens * h + h) * ITEMSIZE[dtype]
+
+
+def bytes_two_step(n_tokens: int, top_k: int, h: int, dtype: str = "float32", gate_dtype: str | None = None,
+                   shared: bool = True) -> int:
+    """Bytes the combine followed by a separate RMSNorm kernel move: hidden is written, then read back."""
+    return bytes_moved(n_tokens, top_k, h, dtype, True, gate_dtype, shared) + bytes_rmsnorm(n_tokens, h, dtype)

@@ -18,8 +18,9 @@ import mlx.core as mx
 from . import kernels
 from .backends import device_name, pick_backend
 from .gputime import device_activities
-from .impls import GATE_DTYPE, prepare_mlx
+from .impls import prepare_mlx
 from .inputs import make_inputs
+from .ops import GATE_DTYPE
 from .sweep import GPU_BUDGET, Plan, n_sets, problem_bytes
 from .timing import chained, run_calls
 
@@ -105,7 +106,7 @@ def tune(out: Path, dtypes: tuple[str, ...] = ("float32", "bfloat16"), card: str
     groups = itertools.groupby(samples, key=lambda s: (s.dtype, s.n_tokens, s.h, s.top_k))
     entries = [asdict(pick(list(g))) for _, g in groups]
     table = {"cards": {card: [{k: e[k] for k in ("dtype", "n_tokens", "h", "top_k", "variant", "threads")}
-                              for e in entries]},
+                              for e in entries]}, "backend": {card: backend},
              "source": {card: f"python -m moe_reduce tune on {device}, MLX {mx.__version__}, "
                               f"{datetime.date.today().isoformat()}; GPU time (CUPTI), median of {REPEATS} x "
                               f"{CALLS} chained calls, gate dtype {GATE_DTYPE}"}}

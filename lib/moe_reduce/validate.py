@@ -78,3 +78,18 @@ def validate(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None, *,
     if shared:
         _expect_dtype("sh_logit", sh_logit, allowed, ("expert_w", gate_dtype))
     return Problem(n_tokens, top_k, h, dtype, gate_dtype, residual is not None, shared)
+
+
+def validate_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps, *,
+                     allowed: tuple[str, ...] = FLOATING) -> Problem:
+    """Check a fused combine + RMSNorm call: the combine's arguments with the residual required, `weight` of
+    shape (h,) in the activations' dtype, and eps a finite number > 0."""
+    if residual is None:
+        raise ValueError("residual: expected an array of shape (n_tokens, h) (the residual stream the norm is "
+                         "taken of), got None")
+    p = validate(expert_w, y_expert, sh_logit, y_shared, residual, allowed=allowed)
+    _expect_shape("weight", weight, (p.h,), "(h,)")
+    _expect_dtype("weight", weight, allowed, ("y_expert", p.dtype))
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < float("inf"):
+        raise ValueError(f"eps: expected a finite number > 0, got {eps!r}")
+    return p

@@ -1,0 +1,105 @@
+"""The combine fused with the next RMSNorm (lesson 04) against its float64 oracle and against the two-step
+version, on every backend present: awkward sizes, every dtype, poisoned outputs, rows whose mean square
+overflows or underflows in half precision; bad input is refused before any kernel is built."""
+from __future__ import annotations
+
+import itertools
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from moe_reduce import kernels
+from moe_reduce.backends import available_backends
+from moe_reduce.check import rel_error, tolerance
+from moe_reduce.inputs import make_fused_inputs
+from moe_reduce.reference import reference_combine_rmsnorm_f64
+
+BACKENDS = list(available_backends())
+NAN = float("nan")
+EPS = 1e-6
+# (n_tokens, h, top_k): every h of the issue with n_tokens 1 and 3 and top_k 1, 8, 10 spread over them
+SHAPES = [(1, 1, 1), (3, 31, 8), (1, 257, 10), (3, 1000, 1), (1, 4099, 8), (3, 16384, 10), (3, 2048, 8)]
+
+
+def check(args, backend: str, dtype: str, **kw) -> tuple[np.ndarray, np.ndarray]:
+    """Run the fused kernel on NaN-poisoned outputs; assert both outputs against the oracle of the same rounded
+    inputs; return them as float32 NumPy arrays."""
+    hidden, normed = kernels.moe_combine_rmsnorm(*args, EPS, backend=backend, init_value=NAN, **kw)
+    ref_h, ref_n = reference_combine_rmsnorm_f64(*args, EPS)
+    for name, out, ref in (("hidden", hidden, ref_h), ("normed", normed, ref_n)):
+        err = rel_error(out, ref)
+        assert err < tolerance(dtype), f"{backend}/{dtype} {name}: relative error {err}"
+    return np.array(hidden.astype(mx.float32)), np.array(normed.astype(mx.float32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n_tokens,h,top_k", SHAPES)
+def test_awkward_sizes_float32(backend, n_tokens, h, top_k):
+    for shared in (True, False):
+        args = make_fused_inputs(n_tokens, h, top_k, shared=shared, seed=n_tokens * 101 + h + top_k).mlx()
+        check(args, backend, "float32")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("n_tokens,h,top_k", [(3, 257, 10), (1, 2048, 8), (3, 1000, 1)])
+def test_half_precision(backend, dtype, n_tokens, h, top_k):
+    args = make_fused_inputs(n_tokens, h, top_k, seed=h).mlx(dtype)
+    check(args, backend, dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale", [300.0, 1e-4])
+def test_mean_square_out_of_half_range(backend, scale):
+    """Rows of size ~300 (x^2 ~ 9e4 > 65504, float16's largest) and ~1e-4 (x^2 ~ 1e-8, below float16's smallest
+    subnormal 6e-8): the kernel sums squares in float32, so the norm stays right in float16."""
+    base = make_fused_inputs(2, 1000, 8, seed=7)
+    args = base._replace(y_expert=base.y_expert * scale, y_shared=base.y_shared * scale,
+                         residual=base.residual * scale).mlx("float16")
+    hidden16 = reference_combine_rmsnorm_f64(*args, EPS)[0].astype(np.float16)
+    with np.errstate(over="ignore", under="ignore"):
+        naive = np.mean(hidden16 * hidden16, axis=-1, dtype=np.float16)  # the mean square taken in float16
+    assert (np.isinf(naive) if scale > 1 else naive == 0).all()
+    _, normed = check(args, backend, "float16")
+    assert np.isfinite(normed).all() and 0.5 < np.sqrt(np.mean(normed.astype(np.float64) ** 2)) < 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_agrees_with_the_two_step_version(backend):
+    """Our combine, then mx.fast.rms_norm: the same hidden bit for bit, and normed within float32 rounding."""
+    args = make_fused_inputs(3, 2048, 8, seed=9).mlx()
+    hidden, normed = kernels.moe_combine_rmsnorm(*args, EPS, backend=backend)
+    hidden2, normed2 = kernels.combine_then_rmsnorm(*args, EPS, backend=backend)
+    assert rel_error(hidden, hidden2) < 1e-6 and rel_error(normed, normed2) < 1e-6
+
+
+def test_run_info_and_threads():
+    args = make_fused_inputs(2, 2048, 8, seed=3).mlx("bfloat16")
+    _, _, info = kernels.moe_combine_rmsnorm(*args, EPS, return_info=True)
+    tpl = dict(info.template)
+    assert info.threadgroup == (256, 1, 1) and info.grid == (2 * 256, 1, 1)  # 2048 / 8 per access = 256 threads
+    assert tpl["W"] == 8 and tpl["ITERS"] == 1 and tpl["TOP_K"] == 8
+    _, _, info = kernels.moe_combine_rmsnorm(*args, EPS, threads=64, return_info=True)
+    assert info.threadgroup == (64, 1, 1) and dict(info.template)["ITERS"] == 4
+    with pytest.raises(ValueError, match=r"threads: expected a multiple of 32 from 32 to 1024, got 48"):
+        kernels.moe_combine_rmsnorm(*args, EPS, threads=48)
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (dict(weight=np.ones(7, np.float32)), ValueError, r"^weight: expected shape \(16,\) = \(h,\), got \(7,\)"),
+    (dict(weight=np.ones(16, np.float16)), TypeError, r"^weight: expected dtype float32 \(the dtype of y_expert\)"),
+    (dict(eps=0.0), ValueError, r"^eps: expected a finite number > 0, got 0.0"),
+    (dict(eps=float("nan")), ValueError, r"^eps: expected a finite number > 0, got nan"),
+    (dict(residual=None), ValueError, r"^residual: expected an array of shape \(n_tokens, h\)"),
+])
+def test_bad_input_raises_before_any_kernel(monkeypatch, change, error, match):
+    def no_kernel(*_a, **_kw):
+        raise AssertionError("a kernel was built for a bad call")
+
+    monkeypatch.setattr(kernels, "compile_shader", no_kernel)
+    call = {**make_fused_inputs(2, 16, 4, seed=1)._asdict(), "eps": EPS}
+    call.update(change)
+    with pytest.raises(error, match=match):
+        kernels.moe_combine_rmsnorm(*[call[k] for k in ("expert_w", "y_expert", "sh_logit", "y_shared", "residual",
+                                                      "weight", "eps")], backend=BACKENDS[0])
