@@ -101,8 +101,9 @@ def thread_cells(n_tokens: int, top_k: int, h: int, w: int = 1) -> list[dict]:
     return threads
 
 
-def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, highlight: int, title: str) -> None:
-    """One panel of draw_thread_map: thread boxes on top, y_expert and out grids below."""
+def draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, highlight: int, title: str) -> None:
+    """One panel of draw_thread_map, on any axes: thread boxes on top, y_expert and out grids below; thread
+    `highlight` outlined with arrows to what it reads and writes."""
     from matplotlib.patches import Rectangle
 
     threads = thread_cells(n_tokens, top_k, h, w)
@@ -187,9 +188,9 @@ def draw_thread_map(n_tokens: int = 2, top_k: int = 3, h: int = 8, *, vec_width:
     t_hl, h_hl = highlight
     fig, axes = plt.subplots(2, 1, figsize=(8, 2 * (0.36 * (n_tokens * top_k + 6.5))), dpi=dpi)
     groups = -(-h // vec_width)
-    _draw_thread_panel(axes[0], n_tokens, top_k, h, 1, t_hl * h + h_hl,
+    draw_thread_panel(axes[0], n_tokens, top_k, h, 1, t_hl * h + h_hl,
                        f"scalar: {n_tokens * h} threads, one output each — thread i makes out[i // H, i % H]")
-    _draw_thread_panel(axes[1], n_tokens, top_k, h, vec_width, t_hl * groups + h_hl // vec_width,
+    draw_thread_panel(axes[1], n_tokens, top_k, h, vec_width, t_hl * groups + h_hl // vec_width,
                        f"vec (float32): {n_tokens * groups} threads, {vec_width} consecutive outputs each "
                        f"(one 16-byte load per y_expert row)")
     fig.suptitle(f"Which thread touches which data (T={n_tokens}, K={top_k}, H={h})", fontsize=10)
