@@ -167,10 +167,11 @@ def draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, highl
     arrow = dict(arrowstyle="-|>", color="black", lw=1.3, shrinkA=1, shrinkB=1)
     ax.annotate("", xy=(read_box[0] + nc / 2, read_box[1] + top_k), xytext=src, arrowprops=arrow)
     ax.annotate("", xy=(write_box[0] + nc / 2, write_box[1] + 1), xytext=src, arrowprops=arrow)
+    label_box = dict(fc="white", ec="none", pad=0.6, alpha=0.9)  # readable where it lies over the next row
     ax.text(read_box[0] + nc / 2, read_box[1] - 0.15, "reads", ha="center", va="top", fontsize=7,
-            weight="bold")
+            weight="bold", bbox=label_box)
     ax.text(write_box[0] + nc / 2, write_box[1] - 0.15, "writes", ha="center", va="top", fontsize=7,
-            weight="bold")
+            weight="bold", bbox=label_box)
 
     ax.set_xlim(-2.2, max(n_tokens * h, out_x + h) + 0.3)
     ax.set_ylim(-0.9, y_top + 2.1)

@@ -138,7 +138,7 @@ def map_threads(c: Choice) -> int:
 
 def throughput_figure(c: Choice, device: Device) -> Figure:
     """GB/s against n_tokens: the run's measured curve, the device's bandwidth dashed, the choice marked."""
-    fig = Figure(figsize=(5.4, 3.7), dpi=100)
+    fig = Figure(figsize=(4.8, 3.5), dpi=100)
     fig.subplots_adjust(left=0.15, right=0.97, bottom=0.14, top=0.85)
     ax = fig.subplots()
     rows = curve(c, device)
@@ -159,7 +159,7 @@ def throughput_figure(c: Choice, device: Device) -> Figure:
     ax.set_ylabel("GB/s (minimum bytes / time)")
     ax.set_title(f"{device.label}\n{c.dtype}, h = {c.h}, top_k = {c.top_k}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=9, loc="lower right")
     return fig
 
 
@@ -206,7 +206,8 @@ def explorer(run: Run | None = None, committed: Sequence[Run] | None = None) -> 
                               layout=widgets.Layout(width="95%"))
     thread = widgets.IntSlider(value=0, min=0, max=map_threads(start) - 1, description="thread")
     text = widgets.HTML()
-    plot, tmap = widgets.Image(format="png"), widgets.Image(format="png")
+    plot = widgets.Image(format="png", layout=widgets.Layout(width="50%", height="auto", object_fit="contain"))
+    tmap = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto", object_fit="contain"))
     for name, control in [*w.items(), ("device", device), ("thread", thread)]:
         control.add_class(f"moe-explorer-{name.replace('_', '-')}")
     text.add_class("moe-explorer-readout")
@@ -216,9 +217,9 @@ def explorer(run: Run | None = None, committed: Sequence[Run] | None = None) -> 
         c = Choice(**{name: control.value for name, control in w.items()})
         thread.max = map_threads(c) - 1
         d = by_label[device.value]
-        lines = readout(c, d)
-        text.value = "".join(f'<div class="moe-{key}"><b>{key}</b>: {value}</div>' for key, value in lines.items())
         plot.value, tmap.value = png(throughput_figure(c, d)), png(thread_map_figure(c, thread.value))
+        lines = readout(c, d)  # the text last: when it shows, the figures above have been sent too
+        text.value = "".join(f'<div class="moe-{key}"><b>{key}</b>: {value}</div>' for key, value in lines.items())
 
     for control in [*w.values(), device, thread]:
         control.observe(update, names="value")

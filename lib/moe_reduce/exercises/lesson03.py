@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import results
+from ..explorer import PRESETS
 from ..traffic import bytes_moved
 from .verdict import Verdict, failed, passed, unattempted
 
 GPU, IMPL, H, TOP_K = "NVIDIA H200", "kernel_vec_k", 2048, 8
 PREDICT_TOKENS = 4096
-DATASHEET_GBPS = {"NVIDIA H200": 4800.0, "NVIDIA H100 SXM": 3350.0}  # vendor datasheets (explorer.PRESETS)
 
 
 def committed_run(gpu: str = GPU, dtype: str = "float32") -> results.Run | None:
@@ -58,8 +58,8 @@ def check_predict(answer: Any) -> Verdict:
     if not isinstance(answer, (int, float)) or answer <= 0:
         return failed(f"expected a positive time in µs, got {answer!r}")
     right, nbytes, ceiling = predict_solution(), call_bytes(run, PREDICT_TOKENS), ceiling_gbps(run)
-    slips = {f"the datasheet bandwidth ({DATASHEET_GBPS[GPU]:,.0f} GB/s) instead of the measured ceiling":
-             nbytes / DATASHEET_GBPS[GPU] / 1e3,
+    datasheet = next(d.gbps for d in PRESETS if d.label.startswith(GPU))
+    slips = {f"the datasheet bandwidth ({datasheet:,.0f} GB/s) instead of the measured ceiling": nbytes / datasheet / 1e3,
              "seconds, not µs": right / 1e6, "ms, not µs": right / 1e3,
              "GiB/s (2^30 bytes) for GB/s": nbytes / (ceiling * 2**30) * 1e6,
              "bfloat16 bytes (2 per activation)": bytes_moved(PREDICT_TOKENS, TOP_K, H, "bfloat16", gate_dtype="float32")
