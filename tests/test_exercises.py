@@ -11,7 +11,7 @@ from moe_reduce import exercises
 from moe_reduce.exercises import harness, lesson01, lesson02, lesson03
 from moe_reduce.kernels import kernel_source
 
-SCALAR, VEC = kernel_source("scalar"), kernel_source("vec")
+SCALAR, TAIL = kernel_source("scalar"), lesson02.vec_tail_solution()
 
 
 def edit(text: str, old: str, new: str) -> str:
@@ -81,11 +81,11 @@ WRONG = {
         (lambda t, h: ((t * h, 1, 1), (2048, 1, 1)), r"at most 1024 threads, yours has 2048"),
     ],
     "vec_tail": [
-        (edit(VEC, "float(y_expert[y_idx + int64_t(k) * H + i])", "float(y_expert[y_idx + int64_t(k) * H])"),
+        (edit(TAIL, "float(y_expert[y_idx + int64_t(k) * H + i])", "float(y_expert[y_idx + int64_t(k) * H])"),
          r"h=255.*out\[0, 1\]: expected .* Thread 0 should write it \(vec: thread i makes out\[t, h0 \.\. h0\+3\]"),
-        (edit(VEC, "a += gate * float(y_shared[out_idx + i]);", "a += float(y_shared[out_idx + i]);"),
+        (edit(TAIL, "a += gate * float(y_shared[out_idx + i]);", "a += float(y_shared[out_idx + i]);"),
          r"h=255.*out\[0, 0\]: expected"),
-        pytest.param(edit(VEC, "const uint n = (H - h0 < uint(W)) ? H - h0 : uint(W);", "const uint n = W;"),
+        pytest.param(edit(TAIL, "const uint n = (H - h0 < uint(W)) ? H - h0 : uint(W);", "const uint n = W;"),
                      r"past its end .*fewer than W",
                      marks=pytest.mark.skipif(not harness.BOUNDS_CHECKED,
                                               reason="needs msl_host's bounds checker (msl_host.KernelFault)")),
@@ -155,7 +155,8 @@ def test_solutions_are_not_printed_by_checking(capsys):
 
 def test_starters_come_from_the_shaders():
     assert lesson02.guard_starter() != SCALAR and "expert_w_shape[0]" not in lesson02.guard_starter()
-    assert lesson02.vec_tail_starter().startswith(VEC[: VEC.index(lesson02.TAIL_START)])
+    head, tail = lesson02.vec_parts()
+    assert head + tail + "}\n" == kernel_source("vec") and head.endswith(lesson02.TAIL_START)
     assert "// TODO" in lesson02.scalar_body_starter() and "acc" not in lesson02.scalar_body_starter()
 
 

@@ -1,7 +1,7 @@
 """Exercises ("Your turn") for the lessons. In a notebook:
 
     from moe_reduce import exercises
-    exercises.check("sigmoid", my_sigmoid)    # prints a verdict, returns whether it passed
+    passed = exercises.check("sigmoid", my_sigmoid)   # prints a verdict, returns whether it passed
     exercises.solution("sigmoid")             # the reference solution, only when asked for
 
 An answer still equal to its placeholder (None, or the starter text untouched) is reported as not attempted
@@ -54,9 +54,7 @@ EXERCISES = {e.name: e for e in [
     Exercise("fix_launch", "02", "4. Threads vs threadgroups", "fix a launch ported from a grid counted in threadgroups",
              lesson02.check_launch, lambda: lesson02.launch_solution, lambda: lesson02.launch_starter),
     Exercise("vec_tail", "02", "8. The vectorised variant", "write the unaligned tail of the vectorised kernel",
-             lesson02.body_checker(lesson02.vec_tail_starter, "vec", lesson02.VEC_TAIL_CASES,
-                                   fault_hint=lesson02.TAIL_HINT),
-             lambda: lesson02.kernel_source("vec"), lesson02.vec_tail_starter),
+             lesson02.check_vec_tail, lesson02.vec_tail_solution, lesson02.vec_tail_starter),
     Exercise("choose_grid", "02", "8. The vectorised variant",
              f"choose grid and threadgroup for vec at {lesson02.GRID_CASE.describe()}",
              lesson02.check_grid, lesson02.grid_solution),

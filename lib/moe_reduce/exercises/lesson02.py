@@ -56,11 +56,30 @@ def row_index_starter() -> str:
     return replaced(kernel_source("scalar"), ROW_INDEX, "const int64_t y_idx = int64_t(t) * H + h;")
 
 
-def vec_tail_starter() -> str:
-    """The vectorised body with its unaligned branch left to write."""
+def vec_parts() -> tuple[str, str]:
+    """The vectorised body split at its unaligned branch: (everything up to the branch's opening, its body)."""
     src = kernel_source("vec")
-    head = src[: src.index(TAIL_START) + len(TAIL_START)]
-    return head + f"    {TODO}: make this thread's outputs h0, h0+1, ... that exist (at most W), one element at a time.\n}}\n"
+    head_end = src.index(TAIL_START) + len(TAIL_START)
+    return src[:head_end], src[head_end: src.rindex("}")]
+
+
+def vec_tail_starter() -> str:
+    """The unaligned branch left to write."""
+    return f"    {TODO}: make this thread's outputs h0, h0+1, ... that exist (at most W), one element at a time.\n"
+
+
+def vec_tail_solution() -> str:
+    """The unaligned branch of shaders/moe_weighted_reduce_vec.metal."""
+    return vec_parts()[1]
+
+
+def check_vec_tail(answer: Any) -> Verdict:
+    """Check the body of the unaligned branch, run inside the rest of the vectorised kernel."""
+    if same_text(answer, vec_tail_starter()):
+        return unattempted("the branch still holds only its TODO line: write it and run the cell again.")
+    if not isinstance(answer, str):
+        return failed(f"expected the branch's code as a string, got {type(answer).__name__}")
+    return check_body(vec_parts()[0] + answer + "}\n", "vec", VEC_TAIL_CASES, fault_hint=TAIL_HINT)
 
 
 def body_checker(starter: Callable[[], str], variant: str, cases: tuple[Case, ...], **options: Any) -> Callable:
