@@ -3,6 +3,7 @@ names the mistake, and reports an untouched placeholder as not attempted (withou
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -169,3 +170,17 @@ def test_thread_rule_agrees_with_the_diagram_map():
 def test_unknown_exercise_lists_the_names():
     with pytest.raises(KeyError, match="sigmoid"):
         exercises.check("nope", None)
+
+
+def test_a_bounds_report_becomes_a_verdict():
+    # The fields of msl_host.KernelFault (the runner's bounds checker, branch host-runner).
+    fault = SimpleNamespace(kernel="your_kernel", kind="out of bounds", buffer="y_expert", index=6120, size=6120,
+                            thread=(765, 0, 0), threadgroup=(2, 0, 0),
+                            message="your_kernel: thread (765, 0, 0) read y_expert[6120] out of bounds")
+    v = harness.fault_message(fault, harness.Case(3, 255, 8, True, True), lesson02.GUARD_HINT)
+    assert v.status == "failed" and re.search(
+        r"n_tokens=3, h=255.*your kernel read `y_expert` at element 6120, past its end \(6120 elements\), in thread "
+        r"\(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. .*guard like `if \(t >= uint\(expert_w_shape\[0\]\)\) return;`",
+        v.message), v.message
+    other = SimpleNamespace(**{**vars(fault), "kind": "misaligned", "message": "misaligned read of out"})
+    assert "misaligned read of out in thread (765, 0, 0)" in harness.fault_message(other, harness.Case(1, 1, 1, True, True), "").message

@@ -137,11 +137,16 @@ def compare(out: np.ndarray, args: CombineArgs, case: Case, seed: int, w: int) -
 
 
 def fault_message(fault: Exception, case: Case, hint: str) -> Verdict:
-    """A learner-readable verdict from the host runner's out-of-bounds report."""
-    access = "wrote" if getattr(fault, "write", False) else "read"
-    return failed(f"at {case.describe()}: your kernel {access} `{fault.buffer}` at element {fault.index}, past its end "
-                  f"({fault.size} elements), in thread {tuple(fault.thread)} (threadgroup {tuple(fault.threadgroup)}). "
-                  f"{hint}")
+    """A learner-readable verdict from the host runner's report (msl_host.KernelFault: kernel, kind, message,
+    buffer, index, size, thread, threadgroup)."""
+    where = f"in thread {tuple(fault.thread)} (threadgroup {tuple(fault.threadgroup)})" if fault.thread else ""
+    if fault.kind != "out of bounds" or fault.buffer is None:
+        return failed(f"at {case.describe()}: {fault.message} {where}. {hint}")
+    text = fault.message.lower()
+    access = "wrote" if "writ" in text else "read" if "read" in text else "accessed"
+    side = "before its start" if fault.index < 0 else f"past its end ({fault.size} elements)"
+    return failed(f"at {case.describe()}: your kernel {access} `{fault.buffer}` at element {fault.index}, {side}, "
+                  f"{where}. {hint}")
 
 
 def error_message(e: Exception) -> Verdict:
