@@ -8,6 +8,8 @@ unchanged with ``mx.fast.metal_kernel`` on a Mac and with ``msl_host.metal_kerne
 
 from __future__ import annotations
 
+import functools
+
 import mlx.core as mx
 
 from .kernel import metal_kernel
@@ -141,16 +143,19 @@ SUM_CHUNKS = """
 """
 
 
+@functools.cache
 def rms_norm_row(**options) -> object:
     """The RMSNorm row kernel (inputs x, w, eps; output out; template T)."""
     return metal_kernel("rms_norm_row", ["x", "w", "eps"], ["out"], RMS_NORM_ROW, **options)
 
 
+@functools.cache
 def softmax_row(**options) -> object:
     """The softmax row kernel (input x; output out; template T)."""
     return metal_kernel("softmax_row", ["x"], ["out"], SOFTMAX_ROW, **options)
 
 
+@functools.cache
 def sum_chunks(atomic: bool, **options) -> object:
     """Chunked sum of a 1-D x (template CHUNK): with `atomic`, every chunk adds its sum to out[0]
     (one pass; out is float atomic, init_value=0); otherwise chunk g writes out[g] (first of two passes)."""
