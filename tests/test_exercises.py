@@ -59,13 +59,12 @@ WRONG = {
     ],
     "fix_guard": [
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "t >= uint(expert_w_shape[1])"),
-         r"n_tokens=3, h=1000, top_k=1.*out\[1, 0\] was never written.* Thread 1000 should write it"),
+         r"n_tokens=3, h=255, top_k=8.*your kernel read `expert_w` at element 24, past its end \(24 elements\), in "
+         r"thread \(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. .*guard like"),
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "i >= uint(expert_w_shape[0])"),
          r"out\[0, 3\] was never written: it still holds the NaN .* Thread 3 should write it"),
-        pytest.param(edit(lesson02.guard_starter(), "const uint t = i / H;", "const uint t = i / H;  // no guard"),
-                     r"your kernel read `expert_w` at element \d+, past its end \(\d+ elements\).*guard like",
-                     marks=pytest.mark.skipif(not harness.BOUNDS_CHECKED,
-                                              reason="needs msl_host's bounds checker (msl_host.KernelFault)")),
+        (edit(lesson02.guard_starter(), "const uint t = i / H;", "const uint t = i / H;  // no guard"),
+         r"your kernel read `expert_w` at element \d+, past its end \(\d+ elements\).*guard like"),
     ],
     "fix_row_index": [
         (edit(lesson02.row_index_starter(), "int64_t(t) * H + h;\n\nfloat", "int64_t(t) * K + h;\n\nfloat"),
@@ -86,10 +85,8 @@ WRONG = {
          r"h=255.*out\[0, 1\]: expected .* Thread 0 should write it \(vec: thread i makes out\[t, h0 \.\. h0\+3\]"),
         (edit(TAIL, "a += gate * float(y_shared[out_idx + i]);", "a += float(y_shared[out_idx + i]);"),
          r"h=255.*out\[0, 0\]: expected"),
-        pytest.param(edit(TAIL, "const uint n = (H - h0 < uint(W)) ? H - h0 : uint(W);", "const uint n = W;"),
-                     r"past its end .*fewer than W",
-                     marks=pytest.mark.skipif(not harness.BOUNDS_CHECKED,
-                                              reason="needs msl_host's bounds checker (msl_host.KernelFault)")),
+        (edit(TAIL, "const uint n = (H - h0 < uint(W)) ? H - h0 : uint(W);", "const uint n = W;"),
+         r"past its end .*fewer than W"),
     ],
     "choose_grid": [
         (((3000, 1, 1), (256, 1, 1)), r"every output is right, but your grid \(3000, 1, 1\) starts 3000 threads for 375"),

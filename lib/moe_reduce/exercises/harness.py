@@ -21,9 +21,6 @@ from .verdict import Verdict, failed, passed
 
 NAN = float("nan")
 ABSENT = 1e30  # fills the inputs a call does not have: a kernel that reads one anyway makes outputs near 1e30
-# The runner's bounds checker (msl_host.KernelFault) until it lands on this branch: an empty tuple catches nothing.
-BOUNDS_CHECKED = hasattr(msl_host, "KernelFault")
-KernelFault = getattr(msl_host, "KernelFault", ())
 LEARNER_ERRORS = (msl_host.HostCompileError, msl_host.UnsupportedKernelError, RuntimeError, ValueError)
 
 
@@ -137,7 +134,7 @@ def compare(out: np.ndarray, args: CombineArgs, case: Case, seed: int, w: int) -
                   f"{int(wrong.sum())} of {out.size} outputs are wrong; ‖out − ref‖/‖ref‖ = {rel_error(out, ref):.3g}.")
 
 
-def fault_message(fault: Exception, case: Case, hint: str) -> Verdict:
+def fault_message(fault: msl_host.KernelFault, case: Case, hint: str) -> Verdict:
     """A learner-readable verdict from the host runner's report (msl_host.KernelFault: kernel, kind, message,
     buffer, index, size, thread, threadgroup)."""
     where = f"in thread {tuple(fault.thread)} (threadgroup {tuple(fault.threadgroup)})" if fault.thread else ""
@@ -145,7 +142,7 @@ def fault_message(fault: Exception, case: Case, hint: str) -> Verdict:
         return failed(f"at {case.describe()}: {fault.message} {where}. {hint}")
     text = fault.message.lower()
     access = "wrote" if "writ" in text else "read" if "read" in text else "accessed"
-    side = "before its start" if fault.index < 0 else f"past its end ({fault.size} elements)"
+    side = "before its start" if fault.index < 0 else f"past its end ({fault.size} element{'s' * (fault.size != 1)})"
     return failed(f"at {case.describe()}: your kernel {access} `{fault.buffer}` at element {fault.index}, {side}, "
                   f"{where}. {hint}")
 
@@ -164,7 +161,7 @@ def check_body(source: str, variant: str, cases: tuple[Case, ...], *, whole_bloc
     checker turns an access past a buffer's end into a report; on a GPU it would be undefined behaviour)."""
     backend = backend or checking_backend()
     kernel = make_kernel("your_kernel", source, INPUT_NAMES, backend, source_name="your answer")
-    blocks_checked = whole_blocks and backend == "host" and BOUNDS_CHECKED
+    blocks_checked = whole_blocks and backend == "host"
     for case in cases:
         w = get_variant(variant).outputs_per_thread(case.dtype)
         grids = [None]
@@ -175,7 +172,7 @@ def check_body(source: str, variant: str, cases: tuple[Case, ...], *, whole_bloc
             seed = fresh_seed()
             try:
                 args, out = run_case(kernel, variant, case, seed, grid, (256, 1, 1) if grid else None)
-            except KernelFault as fault:
+            except msl_host.KernelFault as fault:
                 return fault_message(fault, case, fault_hint)
             except LEARNER_ERRORS as e:
                 return error_message(e)
