@@ -64,7 +64,7 @@ WRONG = {
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "i >= uint(expert_w_shape[0])"),
          r"out\[0, 3\] was never written: it still holds the NaN .* Thread 3 should write it"),
         (edit(lesson02.guard_starter(), "const uint t = i / H;", "const uint t = i / H;  // no guard"),
-         r"your kernel read `expert_w` at element \d+, past its end \(\d+ elements\).*guard like"),
+         r"your kernel read `expert_w` at element \d+, past its end \(\d+ elements?\).*guard like"),
     ],
     "fix_row_index": [
         (edit(lesson02.row_index_starter(), "int64_t(t) * H + h;\n\nfloat", "int64_t(t) * K + h;\n\nfloat"),
