@@ -101,8 +101,9 @@ def thread_cells(n_tokens: int, top_k: int, h: int, w: int = 1) -> list[dict]:
     return threads
 
 
-def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, highlight: int, title: str) -> None:
-    """One panel of draw_thread_map: thread boxes on top, y_expert and out grids below."""
+def draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, highlight: int, title: str) -> None:
+    """One panel of draw_thread_map, on any axes: thread boxes on top, y_expert and out grids below; thread
+    `highlight` outlined with arrows to what it reads and writes."""
     from matplotlib.patches import Rectangle
 
     threads = thread_cells(n_tokens, top_k, h, w)
@@ -166,10 +167,11 @@ def _draw_thread_panel(ax: Axes, n_tokens: int, top_k: int, h: int, w: int, high
     arrow = dict(arrowstyle="-|>", color="black", lw=1.3, shrinkA=1, shrinkB=1)
     ax.annotate("", xy=(read_box[0] + nc / 2, read_box[1] + top_k), xytext=src, arrowprops=arrow)
     ax.annotate("", xy=(write_box[0] + nc / 2, write_box[1] + 1), xytext=src, arrowprops=arrow)
+    label_box = dict(fc="white", ec="none", pad=0.6, alpha=0.9)  # readable where it lies over the next row
     ax.text(read_box[0] + nc / 2, read_box[1] - 0.15, "reads", ha="center", va="top", fontsize=8.5,
-            weight="bold")
+            weight="bold", bbox=label_box)
     ax.text(write_box[0] + nc / 2, write_box[1] - 0.15, "writes", ha="center", va="top", fontsize=8.5,
-            weight="bold")
+            weight="bold", bbox=label_box)
 
     ax.set_xlim(-2.2, max(n_tokens * h, out_x + h) + 0.3)
     ax.set_ylim(-0.9, y_top + 2.1)
@@ -187,9 +189,9 @@ def draw_thread_map(n_tokens: int = 2, top_k: int = 3, h: int = 8, *, vec_width:
     t_hl, h_hl = highlight
     fig, axes = plt.subplots(2, 1, figsize=(9.6, 2 * (0.43 * (n_tokens * top_k + 6.5))), dpi=dpi)
     groups = -(-h // vec_width)
-    _draw_thread_panel(axes[0], n_tokens, top_k, h, 1, t_hl * h + h_hl,
+    draw_thread_panel(axes[0], n_tokens, top_k, h, 1, t_hl * h + h_hl,
                        f"scalar: {n_tokens * h} threads, one output each — thread i makes out[i // H, i % H]")
-    _draw_thread_panel(axes[1], n_tokens, top_k, h, vec_width, t_hl * groups + h_hl // vec_width,
+    draw_thread_panel(axes[1], n_tokens, top_k, h, vec_width, t_hl * groups + h_hl // vec_width,
                        f"vec (float32): {n_tokens * groups} threads, {vec_width} consecutive outputs each "
                        f"(one 16-byte load per y_expert row)")
     fig.suptitle(f"Which thread touches which data (T={n_tokens}, K={top_k}, H={h})", fontsize=12)

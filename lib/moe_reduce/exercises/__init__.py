@@ -1,0 +1,110 @@
+"""Exercises ("Your turn") for the lessons. In a notebook:
+
+    from moe_reduce import exercises
+    passed = exercises.check("sigmoid", my_sigmoid)   # prints a verdict, returns whether it passed
+    exercises.solution("sigmoid")             # the reference solution, only when asked for
+
+An answer still equal to its placeholder (None, or the starter text untouched) is reported as not attempted
+yet, and nothing raises, so the committed notebooks run green with every exercise unattempted."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import lesson01, lesson02, lesson03
+from .verdict import Verdict
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: where it sits, what it asks, its starter (the placeholder answer), its checker, its solution."""
+
+    name: str
+    lesson: str
+    after: str  # the section of the lesson it practises
+    task: str
+    checker: Callable[[Any], Verdict]
+    solution: Callable[[], Any]
+    starter: Callable[[], Any] = lambda: None
+
+
+EXERCISES = {e.name: e for e in [
+    Exercise("sigmoid", "01", "5. The sigmoid's numerics", "write a sigmoid that never overflows",
+             lesson01.check_sigmoid, lambda: lesson01.sigmoid_solution),
+    Exercise("bytes_per_call", "01", "7. Bytes, flops, and why the op is memory-bound",
+             f"bytes one call moves for {lesson01.BYTES_MODEL} at n_tokens = {lesson01.BYTES_TOKENS}, "
+             f"{lesson01.BYTES_DTYPE} activations", lesson01.check_bytes, lesson01.bytes_solution),
+    Exercise("error_bound", "01", "4. The float64 oracle, and the kernel's float32 order",
+             "bound the float32 rounding error of the routed sum, as a function of top_k",
+             lesson01.check_bound, lambda: lesson01.bound_solution),
+    Exercise("scalar_body", "02", "1. The kernel source", "write the scalar kernel body from the formula",
+             lesson02.body_checker(lesson02.scalar_body_starter, "scalar", lesson02.SCALAR_CASES),
+             lambda: lesson02.kernel_source("scalar"), lesson02.scalar_body_starter),
+    Exercise("residual_flag", "02", "1. The kernel source", "add the optional residual term (HAS_RESIDUAL)",
+             lesson02.body_checker(lesson02.residual_starter, "scalar", lesson02.SCALAR_CASES),
+             lambda: lesson02.kernel_source("scalar"), lesson02.residual_starter),
+    Exercise("fix_guard", "02", "4. Threads vs threadgroups", "find the missing line (the body runs in whole blocks)",
+             lesson02.body_checker(lesson02.guard_starter, "scalar", lesson02.SCALAR_CASES, whole_blocks=True,
+                                   fault_hint=lesson02.GUARD_HINT),
+             lambda: lesson02.kernel_source("scalar"), lesson02.guard_starter),
+    Exercise("fix_row_index", "02", "5. Which thread touches which data", "fix the expert row a thread reads",
+             lesson02.body_checker(lesson02.row_index_starter, "scalar", lesson02.SCALAR_CASES),
+             lambda: lesson02.kernel_source("scalar"), lesson02.row_index_starter),
+    Exercise("fix_launch", "02", "4. Threads vs threadgroups", "fix a launch ported from a grid counted in threadgroups",
+             lesson02.check_launch, lambda: lesson02.launch_solution, lambda: lesson02.launch_starter),
+    Exercise("vec_tail", "02", "8. The vectorised variant", "write the unaligned tail of the vectorised kernel",
+             lesson02.check_vec_tail, lesson02.vec_tail_solution, lesson02.vec_tail_starter),
+    Exercise("choose_grid", "02", "8. The vectorised variant",
+             f"choose grid and threadgroup for vec at {lesson02.GRID_CASE.describe()}",
+             lesson02.check_grid, lesson02.grid_solution),
+    Exercise("predict_time", "03", "Explore", f"predict {lesson03.IMPL}'s time on the {lesson03.GPU} at n_tokens = "
+             f"{lesson03.PREDICT_TOKENS} from its measured ceiling", lesson03.check_predict, lesson03.predict_solution),
+    Exercise("fixed_cost", "03", "Explore", "find the n_tokens from which the bytes cost more than a call's fixed part",
+             lesson03.check_crossover, lesson03.crossover_solution),
+    Exercise("half_ceiling", "03", "Explore", f"read the throughput plot: who reaches half the ceiling at n_tokens = "
+             f"{lesson03.PLOT_TOKENS}", lesson03.check_half_ceiling, lesson03.half_ceiling_solution),
+]}
+
+
+def get(name: str) -> Exercise:
+    """The exercise of that name, or a KeyError listing them."""
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise {name!r}; the exercises are {sorted(EXERCISES)}")
+    return EXERCISES[name]
+
+
+def verdict(name: str, answer: Any) -> Verdict:
+    """The checker's verdict on an answer, without printing it."""
+    return get(name).checker(answer)
+
+
+def check(name: str, answer: Any) -> bool:
+    """Check an answer: print the verdict and return whether it passed (False while unattempted)."""
+    v = verdict(name, answer)
+    print(v.text(name))
+    return v.passed
+
+
+def starter(name: str) -> Any:
+    """The placeholder answer a lesson starts from (a kernel body, a function, or None)."""
+    return get(name).starter()
+
+
+def solution(name: str) -> Any:
+    """Print the reference solution (a kernel body, a function's source, or how a value is computed and the
+    value) and return it."""
+    solve = get(name).solution
+    answer = solve()
+    if isinstance(answer, str):
+        print(answer)
+    elif callable(answer):
+        print(inspect.getsource(answer))
+    else:
+        print(f"{inspect.getsource(solve)}\n→ {answer!r}")
+    return answer
+
+
+def listing(lesson: str | None = None) -> list[Exercise]:
+    """The exercises, of one lesson or all, in lesson order."""
+    return [e for e in EXERCISES.values() if lesson in (None, e.lesson)]

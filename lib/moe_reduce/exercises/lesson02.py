@@ -1,0 +1,183 @@
+"""Lesson 02's exercises: write, complete and fix the combine kernel's Metal body, and launch it. Starters are
+made from the shaders in shaders/ (one copy of each body); every answer runs through the package's real path."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..inputs import make_inputs
+from ..kernels import build, get_variant, kernel_source, launch_config
+from ..validate import validate
+from .harness import (SCALAR_CASES, VEC_TAIL_CASES, Case, check_body, checking_backend, compare, fresh_seed, run_case,
+                      sizes_summary)
+from .verdict import Verdict, call_learner, failed, passed, same_text, unattempted
+
+TODO = "// TODO"
+GUARD = """if (t >= uint(expert_w_shape[0])) {
+    return;  // CUDA launches whole blocks; Metal never starts these threads
+}
+"""
+RESIDUAL = """if (HAS_RESIDUAL) {
+    acc += float(residual[out_idx]);
+}
+"""
+ROW_INDEX = "const int64_t y_idx = int64_t(t) * K * H + h;"
+TAIL_START = "} else {  // rows not vector-aligned (H not a multiple of W): one element at a time\n"
+GUARD_HINT = ("A thread whose token t = i / H is n_tokens or more has no output to make: stop it before it touches "
+              "memory, with a guard like `if (t >= uint(expert_w_shape[0])) return;`.")
+TAIL_HINT = "The last thread of a row has only H − h0 outputs left, fewer than W: make only those."
+
+
+def replaced(text: str, old: str, new: str) -> str:
+    """text with its one occurrence of old replaced (an error if a shader no longer has it)."""
+    if text.count(old) != 1:
+        raise RuntimeError(f"the shader changed: expected one occurrence of {old!r}")
+    return text.replace(old, new)
+
+
+def scalar_body_starter() -> str:
+    """The scalar shader's comment block (the spec) and a TODO where the body goes."""
+    lines = kernel_source("scalar").splitlines(keepends=True)
+    spec = "".join(line for line in lines[: next(i for i, ln in enumerate(lines) if not ln.startswith("//"))])
+    return spec + f"{TODO}: write the body: the indices, the guard, the sum over k, the optional terms, the store.\n"
+
+
+def residual_starter() -> str:
+    """The scalar body without its residual term."""
+    return replaced(kernel_source("scalar"), RESIDUAL, f"{TODO}: add residual[t, h] when the template flag HAS_RESIDUAL is true.\n")
+
+
+def guard_starter() -> str:
+    """The scalar body with its guard removed (the planted bug)."""
+    return replaced(kernel_source("scalar"), GUARD, "")
+
+
+def row_index_starter() -> str:
+    """The scalar body reading expert row t instead of t·K + k (the planted bug)."""
+    return replaced(kernel_source("scalar"), ROW_INDEX, "const int64_t y_idx = int64_t(t) * H + h;")
+
+
+def vec_parts() -> tuple[str, str]:
+    """The vectorised body split at its unaligned branch: (everything up to the branch's opening, its body)."""
+    src = kernel_source("vec")
+    head_end = src.index(TAIL_START) + len(TAIL_START)
+    return src[:head_end], src[head_end: src.rindex("}")]
+
+
+def vec_tail_starter() -> str:
+    """The unaligned branch left to write."""
+    return f"    {TODO}: make this thread's outputs h0, h0+1, ... that exist (at most W), one element at a time.\n"
+
+
+def vec_tail_solution() -> str:
+    """The unaligned branch of shaders/moe_weighted_reduce_vec.metal."""
+    return vec_parts()[1]
+
+
+def check_vec_tail(answer: Any) -> Verdict:
+    """Check the body of the unaligned branch, run inside the rest of the vectorised kernel."""
+    if same_text(answer, vec_tail_starter()):
+        return unattempted("the branch still holds only its TODO line: write it and run the cell again.")
+    if not isinstance(answer, str):
+        return failed(f"expected the branch's code as a string, got {type(answer).__name__}")
+    return check_body(vec_parts()[0] + answer + "}\n", "vec", VEC_TAIL_CASES, fault_hint=TAIL_HINT)
+
+
+def body_checker(starter: Callable[[], str], variant: str, cases: tuple[Case, ...], **options: Any) -> Callable:
+    """A checker for a kernel-body answer: unattempted while it is the starter, else run at every case."""
+
+    def check(answer: Any) -> Verdict:
+        """Check a kernel body (a string)."""
+        if same_text(answer, starter()):
+            return unattempted("this is still the starter body: edit it and run the cell again.")
+        if not isinstance(answer, str):
+            return failed(f"expected the kernel body as a string, got {type(answer).__name__}")
+        return check_body(answer, variant, cases, **options)
+
+    return check
+
+
+# ------------------------------------------------------------------ launching: grids counted in threads
+
+LAUNCH_CASES = (Case(3, 1000, 8, True, True), Case(1, 255, 10, False, True), Case(3, 257, 1, True, False))
+GRID_CASE = Case(3, 1000, 8, True, True, "bfloat16")
+
+
+def launch_starter(n_tokens: int, h: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The ported launch with the planted bug: the grid counted in threadgroups of 256, as mlx-native does."""
+    n = n_tokens * h
+    return (-(-n // 256), 1, 1), (256, 1, 1)
+
+
+def launch_solution(n_tokens: int, h: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """MLX counts the grid in threads: one per output, in threadgroups of 256 (fewer if there are fewer outputs)."""
+    n = n_tokens * h
+    return (n, 1, 1), (min(256, n), 1, 1)
+
+
+def launch_shape_error(launch: Any) -> str | None:
+    """Why a launch is not (grid, threadgroup) as MLX takes them, or None."""
+    ok = (isinstance(launch, tuple) and len(launch) == 2
+          and all(isinstance(g, tuple) and len(g) == 3 and all(isinstance(v, int) and v >= 1 for v in g) for g in launch))
+    if not ok:
+        return f"expected (grid, threadgroup), two tuples of three positive ints, got {launch!r}"
+    size = launch[1][0] * launch[1][1] * launch[1][2]
+    return None if size <= 1024 else f"a threadgroup holds at most 1024 threads, yours has {size}"
+
+
+def run_launch(variant: str, case: Case, launch: tuple) -> Verdict | None:
+    """Run the package's kernel with a learner's grid on poisoned outputs: None if every output is right and
+    the grid is not wasteful, else a verdict."""
+    grid, group = launch
+    w = get_variant(variant).outputs_per_thread(case.dtype)
+    needed = case.n_tokens * -(-case.h // w)
+    started = grid[0] * grid[1] * grid[2]
+    seed = fresh_seed()
+    args, out = run_case(build(variant, checking_backend()), variant, case, seed, grid, group)
+    verdict = compare(out, args, case, seed, w)
+    if verdict is not None:
+        return failed(f"{verdict.message} Your grid {grid} starts {started} threads; MLX counts the grid in threads, "
+                      f"and this kernel needs one per {f'{w} outputs' if w > 1 else 'output'}: {needed}.")
+    round_up = -(-needed // group[0]) * group[0] if grid[1] == grid[2] == 1 else needed
+    if started > max(needed, round_up):
+        return failed(f"at {case.describe()} every output is right, but your grid {grid} starts {started} threads for "
+                      f"{needed} that make outputs ({w} each): the other {started - needed} start only to return at "
+                      f"the guard.")
+    return None
+
+
+def check_launch(answer: Any) -> Verdict:
+    """Check a fixed launch function (n_tokens, h) -> (grid, threadgroup) on the scalar kernel."""
+    if answer is None:
+        return unattempted("pass your launch function, e.g. check(\"fix_launch\", my_launch).")
+    results = []
+    for case in LAUNCH_CASES:
+        launch, error = call_learner(answer, case.n_tokens, case.h)
+        if error:
+            return error
+        results.append(launch)
+    if results == [launch_starter(c.n_tokens, c.h) for c in LAUNCH_CASES]:
+        return unattempted("your function still returns the starter's launch (a grid of ceil(n/256)); fix it and "
+                           "run the cell again.")
+    for case, launch in zip(LAUNCH_CASES, results):
+        verdict = failed(launch_shape_error(launch)) if launch_shape_error(launch) else run_launch("scalar", case, launch)
+        if verdict is not None:
+            return verdict
+    return passed(f"every output of the scalar kernel is written, by no more threads than it needs, at "
+                  f"{sizes_summary(LAUNCH_CASES)}.")
+
+
+def check_grid(answer: Any) -> Verdict:
+    """Check a (grid, threadgroup) for the vec kernel at GRID_CASE."""
+    if answer is None:
+        return unattempted("set my_grid to (grid, threadgroup), e.g. ((1, 1, 1), (256, 1, 1)).")
+    error = launch_shape_error(answer)
+    verdict = failed(error) if error else run_launch("vec", GRID_CASE, answer)
+    return verdict or passed(f"the vec kernel writes every output at {GRID_CASE.describe()}, one thread per "
+                             f"{get_variant('vec').outputs_per_thread(GRID_CASE.dtype)} outputs.")
+
+
+def grid_solution() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The vec launch at GRID_CASE, as kernels.launch_config makes it: n_tokens · ceil(h / W) threads."""
+    c = GRID_CASE
+    config = launch_config("vec", validate(*make_inputs(c.n_tokens, c.h, c.top_k).mlx(c.dtype)))
+    return config.grid, config.threadgroup

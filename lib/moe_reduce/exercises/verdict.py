@@ -1,0 +1,53 @@
+"""A checker's verdict on one answer: passed, failed or not attempted yet, with the message a learner reads."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+MARKS = {"passed": "✓", "failed": "✗", "unattempted": "·"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of checking one answer and the sentences that explain it."""
+
+    status: str  # "passed", "failed" or "unattempted"
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        """Whether the answer passed."""
+        return self.status == "passed"
+
+    def text(self, name: str) -> str:
+        """The verdict as printed under the exercise: a mark, the exercise's name, the message."""
+        label = {"passed": "passed", "failed": "not yet right", "unattempted": "not attempted yet"}[self.status]
+        return f"{MARKS[self.status]} {name}: {label}: {self.message}"
+
+
+def passed(message: str) -> Verdict:
+    """A passing verdict."""
+    return Verdict("passed", message)
+
+
+def failed(message: str) -> Verdict:
+    """A failing verdict: says what is wrong, where, and what was expected."""
+    return Verdict("failed", message)
+
+
+def unattempted(message: str) -> Verdict:
+    """The answer is still the placeholder: nothing was checked."""
+    return Verdict("unattempted", message)
+
+
+def same_text(answer: Any, starter: str) -> bool:
+    """Whether a text answer is the starter untouched (None counts as untouched; whitespace is ignored)."""
+    return answer is None or (isinstance(answer, str) and answer.split() == starter.split())
+
+
+def call_learner(fn: Callable, *args: Any) -> tuple[Any, Verdict | None]:
+    """Call the learner's function; (result, None), or (None, a failing verdict naming the exception)."""
+    try:
+        return fn(*args), None
+    except Exception as e:  # the learner's code may raise anything; report it, never re-raise
+        return None, failed(f"your function raised {type(e).__name__}: {e}")

@@ -1,0 +1,133 @@
+"""Compiling translation units into shared libraries, cached on disk and in the process.
+
+The cache lives in ``$XDG_CACHE_HOME/msl-host`` (default ``~/.cache/msl-host``): one ``<sha256>.so``
+per distinct (C++ text, compiler, flags, headers). Libraries are compiled under a temporary name and
+moved into place with ``os.replace``, so concurrent processes and threads never see half a file.
+The fixed part of every unit (``include/``) is compiled once into a precompiled header, kept in the
+cache beside the libraries and keyed the same way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import HostCompileError
+from .translate import ENTRY_NAME, PRELUDE
+
+INCLUDE_DIR = Path(__file__).with_name("include")
+BASE_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wno-attributes")
+# Used where the compiler takes them. Metal has no double: its floating-point literals are float, and
+# GCC can be told the same. The gold linker links a kernel in about half the time of the default one.
+OPTIONAL_FLAGS = ("-fsingle-precision-constant", "-fuse-ld=gold")
+
+_libraries: dict[str, ctypes.CDLL] = {}
+_lock = threading.Lock()
+_path_locks: dict[str, threading.Lock] = {}
+
+
+def compiler() -> list[str]:
+    """The host C++ compiler command: $CXX or c++."""
+    return shlex.split(os.environ.get("CXX") or "c++")
+
+
+@functools.cache
+def accepts(command: tuple[str, ...], flag: str) -> bool:
+    """Whether the compiler builds a shared library with `flag`, silently (probed once per process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = subprocess.run([*command, flag, "-x", "c++", "-shared", "-fPIC", "-o", f"{tmp}/probe.so", "-"],
+                               input="int probe() { return 1.5; }\n", capture_output=True, text=True)
+    return probe.returncode == 0 and not probe.stderr
+
+
+def flags() -> tuple[str, ...]:
+    """Flags every unit (and the precompiled header) is compiled with."""
+    command = tuple(compiler())
+    return BASE_FLAGS + tuple(f for f in OPTIONAL_FLAGS if accepts(command, f))
+
+
+def cache_dir() -> Path:
+    """Directory of compiled kernel libraries: $XDG_CACHE_HOME or ~/.cache, /msl-host."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "msl-host"
+
+
+@functools.cache
+def headers_digest() -> str:
+    """Hash of the headers every unit includes."""
+    digest = hashlib.sha256()
+    for path in sorted(INCLUDE_DIR.glob("*.h")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def key(*parts: str) -> str:
+    """A cache key for these strings with this compiler, these flags and these headers."""
+    return hashlib.sha256("\0".join([*parts, *compiler(), *flags(), headers_digest()]).encode()).hexdigest()
+
+
+def path_lock(path: Path) -> threading.Lock:
+    """One lock per output path, so threads of this process build each file once."""
+    with _lock:
+        return _path_locks.setdefault(str(path), threading.Lock())
+
+
+def run_compiler(args: list[str], output: Path, source: str, suffix: str, what: str) -> None:
+    """Compile `source` with `args` into `output`, atomically (temp name, then os.replace)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_out = tempfile.mkstemp(dir=output.parent, prefix=output.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / f"kernel{suffix}"
+            src.write_text(source)
+            result = subprocess.run([*compiler(), *flags(), *args, "-o", tmp_out, str(src)],
+                                    capture_output=True, text=True)
+        if result.returncode != 0:
+            raise HostCompileError(f"host compilation of {what} failed:\n" + error_lines(result.stderr))
+        os.replace(tmp_out, output)
+    finally:
+        if os.path.exists(tmp_out):
+            os.remove(tmp_out)
+
+
+def error_lines(stderr: str, limit: int = 60) -> str:
+    """The first `limit` lines of the compiler's diagnostics."""
+    return "\n".join(stderr.splitlines()[:limit])
+
+
+def precompiled_header() -> Path | None:
+    """Directory holding the prelude's precompiled header (built once); None where the compiler
+    cannot make one (the prelude is then parsed with every kernel). GCC looks for
+    `msl_prelude.h.gch` in each include directory before the header itself."""
+    gch = cache_dir() / f"pch-{key(PRELUDE)[:24]}" / f"{PRELUDE}.gch"
+    with path_lock(gch):
+        if not gch.exists():
+            try:
+                run_compiler(["-x", "c++-header", f"-I{INCLUDE_DIR}"], gch,
+                             (INCLUDE_DIR / PRELUDE).read_text(), ".h", "the msl_host headers")
+            except HostCompileError:
+                return None
+    return gch.parent
+
+
+def load_library(cpp: str) -> ctypes.CDLL:
+    """Compile the C++ text (unless cached on disk) and load it (unless loaded already)."""
+    path = cache_dir() / f"{key(cpp)}.so"
+    with path_lock(path):
+        if str(path) not in _libraries:
+            if not path.exists():
+                pch = precompiled_header()
+                includes = ([f"-I{pch}", "-Winvalid-pch"] if pch else []) + [f"-I{INCLUDE_DIR}"]
+                run_compiler(["-shared", *includes], path, cpp, ".cpp", "the Metal kernel")
+            library = ctypes.CDLL(str(path))
+            getattr(library, ENTRY_NAME).restype = ctypes.c_int
+            _libraries[str(path)] = library
+    return _libraries[str(path)]

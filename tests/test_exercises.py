@@ -1,0 +1,183 @@
+"""Each exercise's checker accepts its reference solution, rejects typical wrong answers with the message that
+names the mistake, and reports an untouched placeholder as not attempted (without raising)."""
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from moe_reduce import exercises
+from moe_reduce.exercises import harness, lesson01, lesson02, lesson03
+from moe_reduce.kernels import kernel_source
+
+SCALAR, TAIL = kernel_source("scalar"), lesson02.vec_tail_solution()
+
+
+def edit(text: str, old: str, new: str) -> str:
+    """text with old replaced once (the test fails if old is not there)."""
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+# name -> [(wrong answer, regex its verdict must match)], at least two per exercise.
+WRONG = {
+    "sigmoid": [
+        (lambda x: 1 / (1 + np.exp(-x)), r"overflow encountered in exp at x = -1000: .*e\^-\|x\|"),
+        (lambda x: np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x))), r"overflow"),
+        (lambda x: 1 / (1 + np.exp(-np.clip(x.astype(np.float64), -500, 500))), r"should keep both; got dtype float64"),
+        (lambda x: np.tanh(x), r"in float32, sigmoid\(-1000\): expected 0, got -1"),
+    ],
+    "bytes_per_call": [
+        (lesson01.bytes_mistakes()["the residual left out"], r"count with the residual left out"),
+        (lesson01.bytes_mistakes()["top_k taken as 8 (this model routes each token to 10 experts)"], r"top_k taken as 8"),
+        (lesson01.bytes_solution() + 1000, r"\+0\.1% off\. Count, per token"),
+        (2.5, r"expected a whole number of bytes"),
+    ],
+    "error_bound": [
+        (lambda k: (k - 1) * lesson01.U, r"at top_k = 8 your bound is 7·u, less than the worst case"),
+        (lambda k: 1e-6, r"at top_k = 8 your bound 16\.8·u holds but is more than twice"),
+        (lambda k: 1e-12, r"at top_k = 8 your bound 1e-12 is below an error that happened: out\[\d+, \d+\] of make_inputs"),
+    ],
+    "scalar_body": [
+        (edit(SCALAR, "acc += gate * float(y_shared[out_idx]);", ""),
+         r"at n_tokens=1, h=1, top_k=1, residual on, shared expert on.*out\[0, 0\]: expected .*, got .*Thread 0 should"),
+        (edit(SCALAR, "int64_t(t) * K * H + h;", "int64_t(t) * H + h;"),
+         r"n_tokens=3, h=255, top_k=8.*out\[1, 0\]: expected .* Thread 255 should write it \(scalar: thread i makes "
+         r"out\[i // H, i % H\], H = 255\)"),
+        (edit(SCALAR, "acc += float(residual[out_idx]);", "acc += float(residual[out_idx])"),
+         r"does not compile:\n.*\nyour answer:\d+:\d+: error"),
+    ],
+    "residual_flag": [
+        (edit(lesson02.residual_starter(), "// TODO: add residual[t, h] when the template flag HAS_RESIDUAL is true.",
+              "acc += float(residual[out_idx]);"),
+         r"residual off.*out\[0, 0\] = 1e\+30: your kernel read residual, absent from this call"),
+        (edit(lesson02.residual_starter(), "// TODO: add residual[t, h] when the template flag HAS_RESIDUAL is true.",
+              "if (HAS_RESIDUAL) { acc += float(residual[t]); }"),
+         r"residual on.*out\[\d+, \d+\]: expected .*, got .* Thread \d+ should write it"),
+    ],
+    "fix_guard": [
+        (edit(SCALAR, "t >= uint(expert_w_shape[0])", "t >= uint(expert_w_shape[1])"),
+         r"n_tokens=3, h=255, top_k=8.*your kernel read `expert_w` at element 24, past its end \(24 elements\), in "
+         r"thread \(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. .*guard like"),
+        (edit(SCALAR, "t >= uint(expert_w_shape[0])", "i >= uint(expert_w_shape[0])"),
+         r"out\[0, 3\] was never written: it still holds the NaN .* Thread 3 should write it"),
+        (edit(lesson02.guard_starter(), "const uint t = i / H;", "const uint t = i / H;  // no guard"),
+         r"your kernel read `expert_w` at element \d+, past its end \(\d+ elements?\).*guard like"),
+    ],
+    "fix_row_index": [
+        (edit(lesson02.row_index_starter(), "int64_t(t) * H + h;\n\nfloat", "int64_t(t) * K + h;\n\nfloat"),
+         r"n_tokens=3.*out\[1, 0\]: expected .* Thread 255 should write it"),
+        (edit(lesson02.row_index_starter(), "float(y_expert[y_idx + int64_t(k) * H])", "float(y_expert[y_idx + k])"),
+         r"n_tokens=3.*expected .*, got"),
+    ],
+    "fix_launch": [
+        (lambda t, h: ((t * h * 256, 1, 1), (256, 1, 1)), r"every output is right, but your grid \(768000, 1, 1\) starts "
+                                                          r"768000 threads for 3000"),
+        (lambda t, h: ((h, t, 1), (256, 1, 1)), r"out\[1, 0\] was never written.* Thread 1000 should write it.*"
+                                                r"Your grid \(1000, 3, 1\) starts 3000 threads"),
+        (lambda t, h: (t * h, 256), r"expected \(grid, threadgroup\), two tuples of three positive ints"),
+        (lambda t, h: ((t * h, 1, 1), (2048, 1, 1)), r"at most 1024 threads, yours has 2048"),
+    ],
+    "vec_tail": [
+        (edit(TAIL, "float(y_expert[y_idx + int64_t(k) * H + i])", "float(y_expert[y_idx + int64_t(k) * H])"),
+         r"h=255.*out\[0, 1\]: expected .* Thread 0 should write it \(vec: thread i makes out\[t, h0 \.\. h0\+3\]"),
+        (edit(TAIL, "a += gate * float(y_shared[out_idx + i]);", "a += float(y_shared[out_idx + i]);"),
+         r"h=255.*out\[0, 0\]: expected"),
+        (edit(TAIL, "const uint n = (H - h0 < uint(W)) ? H - h0 : uint(W);", "const uint n = W;"),
+         r"past its end .*fewer than W"),
+    ],
+    "choose_grid": [
+        (((3000, 1, 1), (256, 1, 1)), r"every output is right, but your grid \(3000, 1, 1\) starts 3000 threads for 375"),
+        (((2, 1, 1), (256, 1, 1)), r"out\[0, 16\] was never written.* Thread 2 should write it \(vec: .*h0\+7\]"),
+        ((375, 256), r"two tuples of three positive ints"),
+    ],
+    "predict_time": [
+        (lambda: lesson03.call_bytes(lesson03.committed_run(), 4096) / 4800e9 * 1e6,
+         r"with the datasheet bandwidth \(4,800 GB/s\)"),
+        (lambda: lesson03.predict_solution() / 1e6, r"seconds, not µs"),
+        (lambda: 2 * lesson03.predict_solution(), r"\+100% off"),
+    ],
+    "fixed_cost": [
+        (lambda: lesson03.crossover_solution() // 2, r"the bytes take only .* the fixed part still dominates"),
+        (lambda: lesson03.crossover_solution() * 2, r"the swept size before .* already take"),
+        (lambda: 1000, r"not a swept n_tokens"),
+    ],
+    "half_ceiling": [
+        (lambda: lesson03.half_ceiling_solution() - {"kernel_scalar"}, r"missing kernel_scalar \(\d+\.\d%\)"),
+        (lambda: lesson03.half_ceiling_solution() | {"mlx"}, r"under half: mlx \(\d+\.\d%\)"),
+        (lambda: {"cuda_kernel"}, r"not in the figure"),
+    ],
+}
+VALUE_ANSWERS = {"predict_time", "fixed_cost", "half_ceiling"}  # wrong answers computed from the committed run
+
+
+def test_every_exercise_has_wrong_answers_and_twelve_in_all():
+    assert set(WRONG) == set(exercises.EXERCISES) and len(exercises.EXERCISES) >= 12
+    assert {e.lesson for e in exercises.EXERCISES.values()} == {"01", "02", "03"}
+    assert all(len(w) >= 2 for w in WRONG.values())
+
+
+@pytest.mark.parametrize("name", list(exercises.EXERCISES))
+def test_solution_passes(name, capsys):
+    answer = exercises.solution(name)
+    assert capsys.readouterr().out.strip()  # the solution is printed when asked for
+    verdict = exercises.verdict(name, answer)
+    assert verdict.passed, verdict.message
+
+
+@pytest.mark.parametrize("name", list(exercises.EXERCISES))
+def test_placeholder_is_unattempted_and_quiet(name, capsys):
+    assert exercises.check(name, exercises.starter(name)) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"· {name}: not attempted yet: ") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("name,answer,message", [
+    pytest.param(name, *(case.values if hasattr(case, "values") else case), marks=getattr(case, "marks", ()),
+                 id=f"{name}-{i}")
+    for name, cases in WRONG.items() for i, case in enumerate(cases)])
+def test_wrong_answer_names_the_mistake(name, answer, message):
+    if name in VALUE_ANSWERS:
+        answer = answer()
+    verdict = exercises.verdict(name, answer)
+    assert verdict.status == "failed"
+    assert re.search(message, verdict.message, flags=re.S), verdict.message
+
+
+def test_solutions_are_not_printed_by_checking(capsys):
+    exercises.check("scalar_body", exercises.starter("scalar_body"))
+    assert "acc +=" not in capsys.readouterr().out
+
+
+def test_starters_come_from_the_shaders():
+    assert lesson02.guard_starter() != SCALAR and "expert_w_shape[0]" not in lesson02.guard_starter()
+    head, tail = lesson02.vec_parts()
+    assert head + tail + "}\n" == kernel_source("vec") and head.endswith(lesson02.TAIL_START)
+    assert "// TODO" in lesson02.scalar_body_starter() and "acc" not in lesson02.scalar_body_starter()
+
+
+def test_thread_rule_agrees_with_the_diagram_map():
+    case = harness.Case(3, 10, 2, True, True)
+    assert harness.writer_thread(case, 1, 2, 7) == 27
+    assert harness.writer_thread(case, 4, 2, 9) == 2 * 3 + 2
+
+
+def test_unknown_exercise_lists_the_names():
+    with pytest.raises(KeyError, match="sigmoid"):
+        exercises.check("nope", None)
+
+
+def test_a_bounds_report_becomes_a_verdict():
+    # The fields of msl_host.KernelFault (the runner's bounds checker, branch host-runner).
+    fault = SimpleNamespace(kernel="your_kernel", kind="out of bounds", buffer="y_expert", index=6120, size=6120,
+                            thread=(765, 0, 0), threadgroup=(2, 0, 0),
+                            message="your_kernel: thread (765, 0, 0) read y_expert[6120] out of bounds")
+    v = harness.fault_message(fault, harness.Case(3, 255, 8, True, True), lesson02.GUARD_HINT)
+    assert v.status == "failed" and re.search(
+        r"n_tokens=3, h=255.*your kernel read `y_expert` at element 6120, past its end \(6120 elements\), in thread "
+        r"\(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. .*guard like `if \(t >= uint\(expert_w_shape\[0\]\)\) return;`",
+        v.message), v.message
+    other = SimpleNamespace(**{**vars(fault), "kind": "misaligned", "message": "misaligned read of out"})
+    assert "misaligned read of out in thread (765, 0, 0)" in harness.fault_message(other, harness.Case(1, 1, 1, True, True), "").message

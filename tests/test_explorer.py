@@ -1,0 +1,117 @@
+"""The explorer's pure functions, and its widget wiring without a browser (tests/test_browser.py drives it in one)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from moe_reduce import explorer as ex
+from moe_reduce.results import Row, Run, find_results, load_runs
+from moe_reduce.traffic import bytes_moved
+
+
+def row(n_tokens: int, median_us: float, impl: str = "kernel_vec_k", dtype: str = "float32") -> Row:
+    """A measured row at h = 2048, top_k = 8, residual and shared expert on."""
+    b = bytes_moved(n_tokens, 8, 2048, dtype, gate_dtype="float32")
+    return Row("GPU X", "cuda", impl, dtype, n_tokens, 2048, 8, True, True, b, median_us, median_us, median_us,
+               b / median_us / 1e3, b / median_us / 1e3 / 10, 1e-8, 10, 4)
+
+
+GPU_RUN = Run([row(1, 10.0), row(1024, 50.0), row(1024, 90.0, "kernel_scalar")],
+              {"device": "GPU X", "gpu": "GPU X", "dtypes": ["float32"], "date": "2026-01-01",
+               "ceiling_gbps": {"gpu": 1000.0}}, "gpu-x-2026-01-01")
+CPU_RUN = Run([], {"device": "CPU Y", "gpu": None, "dtypes": ["float32"], "date": "2026-01-02",
+                   "ceiling_gbps": {"cpu": 20.0}})
+
+
+def test_devices_this_machine_then_gpu_runs_then_presets():
+    found = ex.devices(CPU_RUN, [CPU_RUN, GPU_RUN])
+    assert [d.label for d in found[:3]] == ["this machine: CPU Y", "GPU X, float32 run of 2026-01-01",
+                                            "CPU Y, float32 run of 2026-01-02"]
+    assert found[3:] == list(ex.PRESETS) and len({d.label for d in found}) == len(found)
+    assert (found[0].gbps, found[1].gbps) == (20.0, 1000.0) and found[1].basis == "measured copy ceiling"
+    assert ex.default_device(found) == found[1]
+    assert ex.default_device(found, "bfloat16") == found[0]  # no GPU run holds bfloat16
+
+
+def test_presets_are_datasheet_figures_with_sources():
+    by = {d.label: d for d in ex.PRESETS}
+    assert by["NVIDIA H100 SXM (datasheet)"].gbps == 3350 and by["NVIDIA H200 (datasheet)"].gbps == 4800
+    assert all(d.basis == "datasheet peak" and d.source.startswith("https://") and d.run is None for d in ex.PRESETS)
+
+
+def test_bytes_intensity_and_prediction():
+    c = ex.Choice(n_tokens=1, h=2048, top_k=8, dtype="float32")
+    assert ex.call_bytes(c) == 90_148 == (8 + 3) * 2048 * 4 + (8 + 1) * 4
+    assert ex.call_bytes(c._replace(dtype="bfloat16")) == (8 + 3) * 2048 * 2 + (8 + 1) * 4  # gates stay float32
+    assert ex.call_bytes(c._replace(residual=False, shared=False)) == (8 + 1) * 2048 * 4 + 8 * 4
+    assert ex.intensity(c) == pytest.approx(2048 * (2 * 8 + 3) / 90_148)
+    assert ex.predicted_us(c, ex.PRESETS[0]) == pytest.approx(90_148 / 3350e9 * 1e6)
+
+
+def test_measured_point_and_curve_come_from_the_chosen_variant():
+    d = ex.run_device(GPU_RUN, "gpu")
+    c = ex.Choice(n_tokens=1024, variant="vec_k")
+    assert ex.measured(c, d).median_us == 50.0 and ex.measured(c._replace(variant="scalar"), d).median_us == 90.0
+    assert [r.n_tokens for r in ex.curve(c, d)] == [1, 1024]
+    assert ex.measured(c._replace(n_tokens=2), d) is None and ex.measured(c, ex.PRESETS[1]) is None
+
+
+def test_readout_says_what_each_number_rests_on():
+    d = ex.run_device(GPU_RUN, "gpu")
+    c = ex.Choice(n_tokens=1024)
+    lines = ex.readout(c, d)
+    assert lines["bytes"] == f"{ex.call_bytes(c):,} bytes per call"
+    assert lines["predicted"] == f"{ex.call_bytes(c) / 1e6:,.2f} µs at 1,000.0 GB/s (measured copy ceiling)"
+    assert lines["measured"].startswith("50.0 µs per call") and lines["source"] == "gpu-x-2026-01-01"
+    assert "not measured in this run" in ex.readout(c._replace(h=1000), d)["measured"]
+    assert ex.readout(c, ex.PRESETS[0])["measured"] == "no run: datasheet figures only"
+
+
+def test_committed_h200_point_is_the_csv_row():
+    runs = [r for r in load_runs(find_results()) if r.meta.get("gpu") == "NVIDIA H200" and "float32" in r.meta["dtypes"]]
+    if not runs:
+        pytest.skip("no committed NVIDIA H200 float32 run under results/")
+    d = ex.run_device(runs[0], "h200")
+    (want,) = runs[0].select(impl="kernel_vec_k", dtype="float32", n_tokens=4096, h=2048, top_k=8)
+    assert ex.measured(ex.Choice(n_tokens=4096), d) == want
+
+
+@pytest.mark.parametrize("variant,dtype,shape,threads", [("scalar", "float32", (2, 3, 8, 1), 16),
+                                                          ("vec", "float32", (2, 3, 8, 4), 4),
+                                                          ("vec_k", "bfloat16", (2, 3, 16, 8), 4)])
+def test_thread_map_is_a_small_version_of_the_shape(variant, dtype, shape, threads):
+    c = ex.Choice(variant=variant, dtype=dtype)
+    assert ex.map_shape(c) == shape and ex.map_threads(c) == threads
+    assert ex.map_shape(ex.Choice(n_tokens=1, h=1, top_k=1, variant="scalar")) == (1, 1, 1, 1)
+
+
+def test_figures_render_and_mark_the_choice():
+    d = ex.run_device(GPU_RUN, "gpu")
+    fig = ex.throughput_figure(ex.Choice(n_tokens=1024), d)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["kernel_vec_k", "1,000 GB/s (measured copy ceiling)", "measured at this size"]
+    assert "this size (not measured)" in ex.throughput_figure(ex.Choice(n_tokens=2), d).axes[0].get_legend_handles_labels()[1]
+    tmap = ex.thread_map_figure(ex.Choice(variant="scalar"), 99)
+    assert tmap.axes[0].get_title(loc="left").endswith("thread 15")  # clamped to the last thread
+    assert ex.png(tmap).startswith(b"\x89PNG")
+
+
+def test_widget_shows_the_pure_functions_values_after_a_change():
+    box = ex.explorer(None, [GPU_RUN])
+    controls = {c._dom_classes[0]: c for c in box.children[0].children[0].children}
+    readout = controls["moe-explorer-readout"]
+    controls["moe-explorer-n-tokens"].value = 1024
+    want = ex.readout(ex.Choice(n_tokens=1024), ex.run_device(GPU_RUN, "GPU X, float32 run of 2026-01-01"))
+    assert all(value in readout.value for value in want.values())
+    controls["moe-explorer-variant"].value = "scalar"
+    assert "90.0 µs per call" in readout.value
+    controls["moe-explorer-device"].value = ex.PRESETS[1].label
+    assert ex.readout(ex.Choice(n_tokens=1024, variant="scalar"), ex.PRESETS[1])["predicted"] in readout.value
+
+
+def test_import_runs_nothing_slow():
+    code = "import sys, moe_reduce.explorer; print(sorted(m for m in ('ipywidgets', 'mlx.core') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
