@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Callable
 
 import mlx.core as mx
@@ -28,7 +29,7 @@ import mlx.core as mx
 from . import examples, kernel
 
 
-def moe_call(runner, **options) -> tuple[Callable[[], object], int]:
+def moe_call(runner: Callable[..., object], **options: object) -> tuple[Callable[[], object], int]:
     """A call of moe-reduce's scalar kernel with `runner` (a metal_kernel function), and its thread count."""
     from moe_reduce import kernels
     from moe_reduce.inputs import make_inputs
@@ -44,7 +45,7 @@ def moe_call(runner, **options) -> tuple[Callable[[], object], int]:
     return (lambda: mx.eval(k(**call))), grid[0]
 
 
-def rms_call(**options) -> tuple[Callable[[], object], int]:
+def rms_call(**options: object) -> tuple[Callable[[], object], int]:
     """A call of the RMSNorm row kernel on 64 rows of 4096, and its thread count."""
     x = mx.random.normal((64, 4096), key=mx.random.key(0))
     w = mx.random.normal((4096,), key=mx.random.key(1))
@@ -52,7 +53,7 @@ def rms_call(**options) -> tuple[Callable[[], object], int]:
     return (lambda: mx.eval(examples.rms_norm(x, w, 1e-5, **options))), launch["grid"][0] * launch["grid"][1]
 
 
-def load_baseline(directory: Path):
+def load_baseline(directory: Path) -> ModuleType:
     """The msl_host package in `directory`, imported as msl_host_baseline."""
     spec = importlib.util.spec_from_file_location("msl_host_baseline", directory / "__init__.py",
                                                   submodule_search_locations=[str(directory)])

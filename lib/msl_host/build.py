@@ -79,15 +79,17 @@ def path_lock(path: Path) -> threading.Lock:
         return _path_locks.setdefault(str(path), threading.Lock())
 
 
-def run_compiler(args: list[str], output: Path, source: str, suffix: str, what: str) -> None:
-    """Compile `source` with `args` into `output`, atomically (temp name, then os.replace)."""
+def run_compiler(args: list[str], output: Path, source: str | Path, what: str) -> None:
+    """Compile `source` (C++ text, or a file) with `args` into `output`, atomically (temp name, then
+    os.replace)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_out = tempfile.mkstemp(dir=output.parent, prefix=output.name + ".", suffix=".tmp")
     os.close(fd)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            src = Path(tmp) / f"kernel{suffix}"
-            src.write_text(source)
+            if isinstance(source, str):
+                (Path(tmp) / "kernel.cpp").write_text(source)
+            src = source if isinstance(source, Path) else Path(tmp) / "kernel.cpp"
             result = subprocess.run([*compiler(), *flags(), *args, "-o", tmp_out, str(src)],
                                     capture_output=True, text=True)
         if result.returncode != 0:
@@ -103,19 +105,27 @@ def error_lines(stderr: str, limit: int = 60) -> str:
     return "\n".join(stderr.splitlines()[:limit])
 
 
-def precompiled_header() -> Path | None:
-    """Directory holding the prelude's precompiled header (built once); None where the compiler
-    cannot make one (the prelude is then parsed with every kernel). GCC looks for
-    `msl_prelude.h.gch` in each include directory before the header itself."""
-    gch = cache_dir() / f"pch-{key(PRELUDE)[:24]}" / f"{PRELUDE}.gch"
-    with path_lock(gch):
-        if not gch.exists():
+@functools.cache
+def is_clang(command: tuple[str, ...]) -> bool:
+    """Whether the compiler is Clang (probed once per process)."""
+    probe = subprocess.run([*command, "-dM", "-E", "-x", "c++", "-"], input="", capture_output=True, text=True)
+    return "__clang__" in probe.stdout
+
+
+def precompiled_header() -> list[str]:
+    """Compiler arguments that use the prelude's precompiled header (built once; none where the
+    compiler cannot make one, and the prelude is then parsed with every kernel). GCC looks for
+    `msl_prelude.h.gch` in each include directory before the header itself; Clang is told the file."""
+    clang = is_clang(tuple(compiler()))
+    pch = cache_dir() / f"pch-{key(PRELUDE)[:24]}" / f"{PRELUDE}.{'pch' if clang else 'gch'}"
+    with path_lock(pch):
+        if not pch.exists():
             try:
-                run_compiler(["-x", "c++-header", f"-I{INCLUDE_DIR}"], gch,
-                             (INCLUDE_DIR / PRELUDE).read_text(), ".h", "the msl_host headers")
+                run_compiler(["-x", "c++-header"], pch, INCLUDE_DIR / PRELUDE, "the msl_host headers")
             except HostCompileError:
-                return None
-    return gch.parent
+                return []
+    # (the key already covers the headers' text: Clang need not check their dates)
+    return ["-include-pch", str(pch), "-Xclang", "-fno-validate-pch"] if clang else [f"-I{pch.parent}", "-Winvalid-pch"]
 
 
 def load_library(cpp: str) -> ctypes.CDLL:
@@ -124,9 +134,7 @@ def load_library(cpp: str) -> ctypes.CDLL:
     with path_lock(path):
         if str(path) not in _libraries:
             if not path.exists():
-                pch = precompiled_header()
-                includes = ([f"-I{pch}", "-Winvalid-pch"] if pch else []) + [f"-I{INCLUDE_DIR}"]
-                run_compiler(["-shared", *includes], path, cpp, ".cpp", "the Metal kernel")
+                run_compiler(["-shared", *precompiled_header(), f"-I{INCLUDE_DIR}"], path, cpp, "the Metal kernel")
             library = ctypes.CDLL(str(path))
             getattr(library, ENTRY_NAME).restype = ctypes.c_int
             _libraries[str(path)] = library

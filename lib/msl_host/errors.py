@@ -35,7 +35,9 @@ class KernelFault(RuntimeError):
     source: str | None = None  # "file:line" of the barrier or SIMD-group call
 
     def __post_init__(self) -> None:
+        """Make the message the exception's argument, as RuntimeError(message) would."""
         RuntimeError.__init__(self, self.message)
 
     def __str__(self) -> str:
+        """The one-line message."""
         return self.message

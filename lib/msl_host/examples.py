@@ -12,7 +12,7 @@ import functools
 
 import mlx.core as mx
 
-from .kernel import metal_kernel
+from .kernel import HostKernel, metal_kernel
 
 # Threadgroup-wide sum of `acc` into `total` (a threadgroup float), through `partial` (32 floats).
 _BLOCK_SUM = """
@@ -144,19 +144,19 @@ SUM_CHUNKS = """
 
 
 @functools.cache
-def rms_norm_row(**options) -> object:
+def rms_norm_row(**options: object) -> HostKernel:
     """The RMSNorm row kernel (inputs x, w, eps; output out; template T)."""
     return metal_kernel("rms_norm_row", ["x", "w", "eps"], ["out"], RMS_NORM_ROW, **options)
 
 
 @functools.cache
-def softmax_row(**options) -> object:
+def softmax_row(**options: object) -> HostKernel:
     """The softmax row kernel (input x; output out; template T)."""
     return metal_kernel("softmax_row", ["x"], ["out"], SOFTMAX_ROW, **options)
 
 
 @functools.cache
-def sum_chunks(atomic: bool, **options) -> object:
+def sum_chunks(atomic: bool, **options: object) -> HostKernel:
     """Chunked sum of a 1-D x (template CHUNK): with `atomic`, every chunk adds its sum to out[0]
     (one pass; out is float atomic, init_value=0); otherwise chunk g writes out[g] (first of two passes)."""
     publish = ("atomic_fetch_add_explicit(&out[0], total, memory_order_relaxed)" if atomic
@@ -171,21 +171,21 @@ def row_launch(rows: int, n: int, reads: int = 4, max_threads: int = 1024) -> di
     return dict(grid=(threads, rows, 1), threadgroup=(threads, 1, 1))
 
 
-def rms_norm(x: mx.array, w: mx.array, eps: float, **options) -> mx.array:
+def rms_norm(x: mx.array, w: mx.array, eps: float, **options: object) -> mx.array:
     """RMSNorm of each row of x (2-D) with the row kernel."""
     (out,) = rms_norm_row(**options)(inputs=[x, w, mx.array(eps, mx.float32)], template=[("T", x.dtype)],
                                     output_shapes=[x.shape], output_dtypes=[x.dtype], **row_launch(*x.shape))
     return out
 
 
-def softmax(x: mx.array, **options) -> mx.array:
+def softmax(x: mx.array, **options: object) -> mx.array:
     """Softmax of each row of x (2-D) with the row kernel."""
     (out,) = softmax_row(**options)(inputs=[x], template=[("T", x.dtype)], output_shapes=[x.shape],
                                    output_dtypes=[x.dtype], **row_launch(*x.shape))
     return out
 
 
-def sum_all(x: mx.array, passes: int, chunk: int = 4096, **options) -> mx.array:
+def sum_all(x: mx.array, passes: int, chunk: int = 4096, **options: object) -> mx.array:
     """Sum of all elements of x as float32: one pass (per-chunk sums added atomically) or two (per-chunk
     sums written out, then summed by one threadgroup)."""
     flat = x.reshape(-1)

@@ -115,6 +115,7 @@ def trace_source(kernel: Definition, inputs: Sequence[mx.array],
         ensure_row_contiguous=kernel.ensure_row_contiguous, atomic_outputs=kernel.atomic_outputs)
 
     def call(*args: mx.array) -> list[mx.array]:
+        """The kernel call on placeholder inputs, as traced."""
         return mlx_kernel(inputs=list(args), output_shapes=[tuple(s) for s in output_shapes],
                           output_dtypes=list(output_dtypes), grid=(1, 1, 1),
                           threadgroup=(1, 1, 1), template=template, verbose=True)

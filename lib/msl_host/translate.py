@@ -190,6 +190,7 @@ def rewrite_pointers(code: str) -> str:
     """`const device T*` and the like become `::msl::checked<const T>` (bounds-checked)."""
 
     def checked(m: re.Match) -> str:
+        """The checked type for one match, keeping its line breaks."""
         const = "const " if m.group(1) or m.group(2) else ""
         type_ = " ".join(m.group(3).split())
         breaks = "\n" * m.group(0).count("\n")

@@ -85,3 +85,25 @@ def test_each_attribute_alone_gets_its_own_parameter():
         want = want[..., 0] if want.ndim == 4 else want
         np.testing.assert_array_equal(np.asarray(out), want.ravel() + 0.5)
         assert f"[[{name}]]" in text
+
+
+def test_thread_attributes_with_edge_threadgroups():
+    """Edge threadgroups are smaller; thread_index_in_threadgroup follows their own size."""
+    got = run((70, 5, 3), (16, 4, 2))
+    col = COLUMNS
+    for z, y, x in [(0, 0, 0), (2, 4, 69), (1, 4, 64), (2, 3, 17)]:
+        t = got[z, y, x]
+        size = [min(16, 70 - x // 16 * 16), min(4, 5 - y // 4 * 4), min(2, 3 - z // 2 * 2)]
+        local = [x % 16, y % 4, z % 2]
+        assert t[col["threadgroup_position_in_grid"]].tolist() == [x // 16, y // 4, z // 2]
+        assert t[col["thread_position_in_threadgroup"]].tolist() == local
+        assert t[col["threads_per_threadgroup"]].tolist() == size
+        assert t[col["thread_index_in_threadgroup"]] == (local[2] * size[1] + local[1]) * size[0] + local[0]
+        assert t[col["dispatch_threads_per_threadgroup"]].tolist() == [16, 4, 2]
+        assert t[col["threadgroups_per_grid"]].tolist() == [5, 2, 2]
+
+
+def test_threadgroup_is_clipped_to_grid():
+    got = run((100, 1, 1), (256, 1, 1))[0, 0]
+    assert (got[:, COLUMNS["threads_per_threadgroup"]] == [100, 1, 1]).all()
+    assert (got[:, COLUMNS["threadgroups_per_grid"]] == [1, 1, 1]).all()

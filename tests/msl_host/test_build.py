@@ -30,7 +30,7 @@ def test_libraries_are_cached_on_disk_and_in_the_process(fresh_cache, compiles):
     kernels = [c for c in compiles if "-shared" in c]
     assert len(kernels) == 1 and len(compiles) == 2  # the kernel and the precompiled header
     assert len(list(fresh_cache.glob("*.so"))) == 1
-    assert len(list(fresh_cache.glob("pch-*/msl_prelude.h.gch"))) == 1
+    assert len(list(fresh_cache.glob("pch-*/msl_prelude.h.*"))) == 1
     build._libraries.clear()  # a new process: reuses the file on disk
     run()
     assert len(compiles) == 2
@@ -50,8 +50,8 @@ def test_xdg_cache_home_is_respected(fresh_cache, monkeypatch):
 def test_the_precompiled_header_is_used(fresh_cache, compiles):
     run()
     kernel = next(c for c in compiles if "-shared" in c)
-    pch_dir = next(fresh_cache.glob("pch-*"))
-    assert f"-I{pch_dir}" in kernel and "-Winvalid-pch" in kernel
+    pch = next(fresh_cache.glob("pch-*/msl_prelude.h.*"))
+    assert any(str(pch.parent) in arg for arg in kernel)  # GCC: -I<its directory>; Clang: -include-pch <it>
 
 
 def test_compile_error_points_at_the_metal_file_line():

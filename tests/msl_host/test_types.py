@@ -97,7 +97,11 @@ def test_mixed_half_and_bfloat_literals_compile_and_convert():
         bfloat bt = c ? bf : bfloat(1.5f);
         out[i * 8 + 0] = float(hh);
         out[i * 8 + 1] = float(bb);
-        out[i * 8 + 2] = c ? h : 0.0f;           // float
+#ifdef __FLT16_MAX__
+        out[i * 8 + 2] = c ? h : 0.0f;           // half is _Float16: float
+#else
+        out[i * 8 + 2] = c ? float(h) : 0.0f;    // half is a class, like bfloat: ambiguous without the cast
+#endif
         out[i * 8 + 3] = float(bt) + (bf > 0 ? 1 : 0) + (h < 0.5f) + (bf == 0.0f);
         out[i * 8 + 4] = float(bf * 2 + 1) + bf * 0.5f;
         out[i * 8 + 5] = static_cast<int>(bf) + int(h) + float(1.5h);

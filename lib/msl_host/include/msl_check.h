@@ -246,8 +246,8 @@ struct checked {
   f.last = n - 1;
   // Name the array and the indices before this one, e.g. tile[3].
   int used = std::snprintf(f.buffer, sizeof f.buffer, "%s", r->name);
-  const int depth = r->ndims - rank;
-  if (depth > 0) {
+  const int depth = r->ndims - rank;  // dimensions before this one (ndims is 0 past 4)
+  if (depth > 0 && r->ndims > 0) {
     int64_t row_bytes = r->hi;
     int64_t offset = static_cast<const char*>(array) - r->base;
     for (int d = 0; d < depth; ++d) {

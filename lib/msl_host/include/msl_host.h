@@ -558,7 +558,11 @@ using namespace metal;
 
 // Half literals: 1.5h.
 #pragma GCC diagnostic push
+#ifdef __clang__
+#pragma GCC diagnostic ignored "-Wuser-defined-literals"
+#else
 #pragma GCC diagnostic ignored "-Wliteral-suffix"
+#endif
 inline half operator""h(long double v) { return half(float(v)); }
 inline half operator""h(unsigned long long v) { return half(float(v)); }
 #pragma GCC diagnostic pop

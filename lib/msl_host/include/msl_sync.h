@@ -58,8 +58,6 @@ enum thread_scope {
 
 namespace msl {
 
-using metal::mem_flags;
-
 constexpr uint simd_width = 32;
 
 // Where a barrier or SIMD-group function is called: default arguments capture
@@ -114,11 +112,11 @@ inline void new_group(launch_ctx& L) {
 template <class T> struct array_dims {
   static void fill(region&, int) {}
 };
-template <class T, size_t N> struct array_dims<T[N]> {
+template <class T, size_t N> struct array_dims<T[N]> {  // (up to 4 dimensions are recorded)
   static void fill(region& r, int d) {
     if (d < 4) r.dims[d] = int64_t(N);
-    r.ndims = d + 1;
-    array_dims<T>::fill(r, d + 1);
+    r.ndims = d < 4 ? d + 1 : 0;
+    if (d < 4) array_dims<T>::fill(r, d + 1);
   }
 };
 
