@@ -179,11 +179,11 @@ class SizeCase:
 
 @dataclass(frozen=True)
 class Limits:
-    """What a processor's rows are compared with: the traffic ceilings (wall, GPU time) and the datasheet."""
+    """What a processor's rows are compared with: the ceiling (the best rate of the traffic kernels: in GPU time
+    where CUPTI measured it, else in wall time) and the datasheet bandwidth."""
 
     device: str
     ceiling_gbps: float
-    gpu_ceiling_gbps: float | None = None
     datasheet_gbps: float | None = None
 
 
@@ -230,7 +230,7 @@ def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, lim
                case.shared, case.bytes, t.median / per * 1e6, t.p20 / per * 1e6, t.p80 / per * 1e6, wall,
                pct(wall, limits.ceiling_gbps), err, t.calls * per, count,
                math.nan if g is None else g.us, math.nan if dev is None else dev,
-               pct(dev, limits.gpu_ceiling_gbps), pct(dev, limits.datasheet_gbps))
+               pct(dev, limits.ceiling_gbps), pct(dev, limits.datasheet_gbps))
 
 
 def release_memory() -> None:
@@ -265,9 +265,10 @@ def measure_limits(s: Settings, processors: list[str], backend: str | None,
     for p in processors:
         rates = traffic_ceilings(p, s.budgets[p].ceiling_bytes, s.timer, backend)
         sheet = datasheet(names[p]) if p == "gpu" else None
-        limits[p] = Limits(names[p], best(rates), best(rates, gpu=True), sheet[0] if sheet else None)
+        gpu = best(rates, gpu=True)
+        limits[p] = Limits(names[p], gpu or best(rates), sheet[0] if sheet else None)
         meta[p] = {"methods": {k: dataclasses.asdict(v) for k, v in rates.items()},
-                   "datasheet_source": sheet[1] if sheet else None}
+                   "basis": "gpu time" if gpu else "wall time", "datasheet_source": sheet[1] if sheet else None}
     return limits, meta
 
 
@@ -304,7 +305,6 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
         "mlx_version": v["mlx"], "torch_version": v["torch"], "triton_version": v["triton"], "python": v["python"],
         "date": datetime.date.today().isoformat(),
         "ceiling_gbps": {p: x.ceiling_gbps for p, x in limits.items()},
-        "gpu_ceiling_gbps": {p: x.gpu_ceiling_gbps for p, x in limits.items()},
         "datasheet_gbps": {p: x.datasheet_gbps for p, x in limits.items()},
         "ceiling_methods": methods,
         "ceiling_bytes": {p: s.budgets[p].ceiling_bytes for p in processors},
