@@ -30,7 +30,7 @@ def test_devices_this_machine_then_gpu_runs_then_presets():
     assert [d.label for d in found[:3]] == ["this machine: CPU Y", "GPU X, float32 run of 2026-01-01",
                                             "CPU Y, float32 run of 2026-01-02"]
     assert found[3:] == list(ex.PRESETS) and len({d.label for d in found}) == len(found)
-    assert (found[0].gbps, found[1].gbps) == (20.0, 1000.0) and found[1].basis == "measured copy ceiling"
+    assert (found[0].gbps, found[1].gbps) == (20.0, 1000.0) and found[1].basis == "measured ceiling"
     assert ex.default_device(found) == found[1]
     assert ex.default_device(found, "bfloat16") == found[0]  # no GPU run holds bfloat16
 
@@ -63,7 +63,7 @@ def test_readout_says_what_each_number_rests_on():
     c = ex.Choice(n_tokens=1024)
     lines = ex.readout(c, d)
     assert lines["bytes"] == f"{ex.call_bytes(c):,} bytes per call"
-    assert lines["predicted"] == f"{ex.call_bytes(c) / 1e6:,.2f} µs at 1,000.0 GB/s (measured copy ceiling)"
+    assert lines["predicted"] == f"{ex.call_bytes(c) / 1e6:,.2f} µs at 1,000.0 GB/s (measured ceiling)"
     assert lines["measured"].startswith("50.0 µs per call") and lines["source"] == "gpu-x-2026-01-01"
     assert "not measured in this run" in ex.readout(c._replace(h=1000), d)["measured"]
     assert ex.readout(c, ex.PRESETS[0])["measured"] == "no run: datasheet figures only"
@@ -91,7 +91,7 @@ def test_figures_render_and_mark_the_choice():
     d = ex.run_device(GPU_RUN, "gpu")
     fig = ex.throughput_figure(ex.Choice(n_tokens=1024), d)
     labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert labels == ["kernel_vec_k", "1,000 GB/s (measured copy ceiling)", "measured at this size"]
+    assert labels == ["kernel_vec_k", "1,000 GB/s (measured ceiling)", "measured at this size"]
     assert "this size (not measured)" in ex.throughput_figure(ex.Choice(n_tokens=2), d).axes[0].get_legend_handles_labels()[1]
     tmap = ex.thread_map_figure(ex.Choice(variant="scalar"), 99)
     assert tmap.axes[0].get_title(loc="left").endswith("thread 15")  # clamped to the last thread

@@ -24,11 +24,11 @@ MAP_TOKENS, MAP_TOP_K, MAP_ROW = 2, 3, 8  # the thread map's small version: at m
 
 @dataclass(frozen=True)
 class Device:
-    """Where a call runs: a bandwidth and what it rests on (a run's measured copy ceiling, or a datasheet)."""
+    """Where a call runs: a bandwidth and what it rests on (a run's measured ceiling, or a datasheet)."""
 
     label: str
     gbps: float
-    basis: str  # "measured copy ceiling" or "datasheet peak"
+    basis: str  # "measured ceiling" or "datasheet peak"
     source: str  # the run's folder, or the vendor's page
     run: Run | None = None
 
@@ -56,15 +56,16 @@ class Choice(NamedTuple):
 
 
 def run_device(run: Run, label: str) -> Device:
-    """A run as a device: its kernels' processor (the GPU where it has one) at its measured copy ceiling."""
+    """A run as a device: its kernels' processor (the GPU where it has one) at its measured ceiling."""
     processor = "gpu" if run.meta.get("gpu") else "cpu"
-    return Device(label, run.meta["ceiling_gbps"][processor], "measured copy ceiling", run.source or label, run)
+    return Device(label, run.meta["ceiling_gbps"][processor], "measured ceiling", run.source or label, run)
 
 
 def devices(run: Run | None = None, committed: Sequence[Run] = ()) -> list[Device]:
     """This machine's run (if given), the committed runs (GPU runs first), then the datasheet presets."""
     found = [run_device(run, f"this machine: {run.meta['device']}")] if run is not None else []
-    for r in sorted(committed, key=lambda r: (r.meta.get("gpu") is None, r.source or "")):
+    combine = [r for r in committed if r.meta.get("op", "combine") == "combine"]
+    for r in sorted(combine, key=lambda r: (r.meta.get("gpu") is None, r.source or "")):
         found.append(run_device(r, f"{r.meta['device']}, {'/'.join(r.meta['dtypes'])} run of {r.meta['date']}"))
     return found + list(PRESETS)
 

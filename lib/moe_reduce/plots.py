@@ -1,10 +1,13 @@
-"""Figures of a benchmark run (Agg, no pyplot state): throughput against n_tokens and h with the measured
-copy ceiling, % of the ceiling over (n_tokens × h) for the kernels, and decode latency against the
-empty-kernel floor; exported as PNG and SVG with deterministic metadata."""
+"""Figures of a benchmark run (Agg, no pyplot state), sized and lettered to be read at a notebook's width
+(~1000 px): throughput against n_tokens and h with the ceiling and the datasheet bandwidth, the default
+kernel's % of the ceiling over (n_tokens × h), time per call at decode sizes, and GPU time beside wall time
+with our kernel against the Triton peer; exported as PNG and SVG with deterministic metadata."""
 from __future__ import annotations
 
+import functools
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib
 
@@ -17,12 +20,29 @@ from matplotlib.figure import Figure
 
 from .results import Row, Run
 
-IMPL_ORDER = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar", "triton", "triton_graph", "torch_compile",
-              "torch_compile_graph", "torch", "mlx_compile", "mlx", "numpy")
-COLORS = dict(zip(IMPL_ORDER, ("C3", "C6", "C1", "C8", "C5", "C5", "C4", "C4", "C9", "C2", "C0", "C7")))
-DPI = 80
+IMPL_ORDER = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar_k", "kernel_scalar", "kernel_fused",
+              "kernel_two_step", "triton", "triton_graph", "triton_fused", "torch_compile", "torch_compile_graph",
+              "torch_compile_two_step", "torch", "mlx_compile", "mlx", "numpy")
+COLORS = dict(zip(IMPL_ORDER, ("#d62728", "#e377c2", "#ff7f0e", "#bcbd22", "#ffbb78", "#d62728", "#ff7f0e", "#8c564b",
+                               "#8c564b", "#8c564b", "#9467bd", "#9467bd", "#9467bd", "#c5b0d5", "#2ca02c", "#1f77b4",
+                               "#7f7f7f")))
+DASHED = {"triton_graph", "torch_compile_graph"}  # the CUDA-graph launches of a contender drawn dashed
+DPI = 100
+STYLE = {"font.size": 10.5, "axes.titlesize": 11, "axes.labelsize": 10.5, "xtick.labelsize": 9.5,
+         "ytick.labelsize": 9.5, "legend.fontsize": 9.5, "figure.titlesize": 12}  # 9.5 pt at 100 dpi = 13 px
 SVG_SALT = "moe-reduce"
 DECODE_TOKENS = 64  # n_tokens up to this count as decode sizes (the latency plot)
+
+
+def styled(make: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build the figure under STYLE (fonts are fixed when artists are made)."""
+
+    @functools.wraps(make)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return make(*args, **kwargs)
+
+    return wrapper
 
 
 def impls_in(rows: Sequence[Row]) -> list[str]:
@@ -31,89 +51,101 @@ def impls_in(rows: Sequence[Row]) -> list[str]:
     return [i for i in IMPL_ORDER if i in present] + sorted(present - set(IMPL_ORDER))
 
 
-def ceilings(run: Run) -> dict[str, float]:
-    """Copy ceiling in GB/s by device name, the GPU's first (where measured)."""
-    names = {"gpu": run.meta.get("gpu"), "cpu": run.meta.get("cpu")}
-    return {names[p]: run.meta["ceiling_gbps"][p] for p in ("gpu", "cpu") if names[p] and p in run.meta["ceiling_gbps"]}
+def on_gpu(run: Run) -> bool:
+    """Whether the run's kernels ran on a GPU (it then has GPU times and a datasheet bandwidth)."""
+    return run.meta.get("kernel_backend") in ("cuda", "metal")
 
 
 def title(run: Run, what: str, dtype: str) -> str:
-    """'<what>' over '<device> (<backend>, <dtype>)'."""
+    """'<what> — <device> (<backend>, <dtype>)'."""
     backend = run.meta.get("kernel_backend") or run.meta.get("mlx_device", "?")
-    return f"{what}\n{run.meta['device']} ({backend}, {dtype})"
+    return f"{what} — {run.meta['device']} ({backend}, {dtype})"
 
 
-def _line(ax: Axes, rows: Sequence[Row], x: str, y: str, label: str, band: tuple[str, str]) -> None:
-    """One implementation: median line with markers and a shaded 20–80 percentile band."""
+def line(ax: Axes, rows: Sequence[Row], x: str, y: str, label: str, band: tuple[str, str] | None = None,
+         **style) -> None:
+    """One implementation: median line with markers and, if given, a shaded 20–80 percentile band."""
     rows = sorted(rows, key=lambda r: getattr(r, x))
     xs = [getattr(r, x) for r in rows]
     color = COLORS.get(label)
-    ax.plot(xs, [getattr(r, y) for r in rows], marker="o", ms=3, lw=1.5, color=color, label=label)
-    lo, hi = ([_stat(r, b) for r in rows] for b in band)
-    ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
+    kw = dict(marker="o", ms=3.5, lw=1.6, color=color, label=label, ls="--" if label in DASHED else "-") | style
+    ax.plot(xs, [getattr(r, y) for r in rows], **kw)
+    if band:
+        lo, hi = ([stat(r, b) for r in rows] for b in band)
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
 
 
-def _stat(r: Row, name: str) -> float:
+def stat(r: Row, name: str) -> float:
     """A row's field, or GB/s at its 80th/20th percentile time ('gbps_p80' is the slower, lower one)."""
     if name.startswith("gbps_"):
         return r.bytes / (getattr(r, name[5:] + "_us") * 1e-6) / 1e9
     return getattr(r, name)
 
 
+def limit_lines(ax: Axes, run: Run, processor: str) -> None:
+    """The ceiling (best traffic kernel of the run) and, on a GPU, the datasheet bandwidth, as dashed lines."""
+    ceiling = run.meta["ceiling_gbps"].get(processor)
+    basis = run.meta.get("ceiling_methods", {}).get(processor, {}).get("basis", "wall time")
+    if ceiling:
+        ax.axhline(ceiling, ls="--", lw=1.2, color="k", label=f"ceiling: best traffic kernel, {ceiling:,.0f} GB/s "
+                                                               f"({basis})")
+    sheet = run.meta.get("datasheet_gbps", {}).get(processor)
+    if sheet:
+        ax.axhline(sheet, ls=":", lw=1.2, color="0.4", label=f"datasheet {sheet:,.0f} GB/s")
+
+
 def throughput_panel(ax: Axes, run: Run, rows: Sequence[Row], x: str) -> None:
-    """GB/s against x (log2) per implementation, with each device's copy ceiling dashed."""
+    """Wall-time GB/s against x (log2) per implementation, with the limits dashed."""
     for impl in impls_in(rows):
-        _line(ax, [r for r in rows if r.impl == impl], x, "gbps", impl, ("gbps_p80", "gbps_p20"))
-    devices = {r.device for r in rows}
-    for i, (device, value) in enumerate(ceilings(run).items()):
-        if device in devices:
-            ax.axhline(value, ls="--", lw=1, color="k" if i == 0 else "0.5",
-                       label=f"copy ceiling {value:,.0f} GB/s ({device})")
+        line(ax, [r for r in rows if r.impl == impl], x, "gbps", impl, ("gbps_p80", "gbps_p20"))
+    limit_lines(ax, run, "gpu" if on_gpu(run) else "cpu")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel({"n_tokens": "n_tokens (tokens per call)", "h": "h (hidden size, elements)"}[x])
-    ax.set_ylabel("throughput (GB/s, minimum bytes / time)")
+    ax.set_ylabel("GB/s (minimum bytes / wall time)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
 
 
-def legend(fig: Figure) -> None:
+def legend(fig: Figure, ncol: int = 4) -> None:
     """One legend below the panels with every distinct label of every panel."""
     entries: dict[str, object] = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
-    ncol = 2 if len(fig.axes) == 1 else 3  # a one-panel figure is too narrow for three columns of labels
-    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=ncol, frameon=False)
 
 
-def _figure(panels: int, height: float = 4.2) -> tuple[Figure, list[Axes]]:
-    """A row of panels."""
-    fig = Figure(figsize=(5.2 * panels, height), layout="constrained")
-    return fig, list(np.atleast_1d(fig.subplots(1, panels)))
+def panels(n: int, width: float = 10.0, height: float = 5.0) -> tuple[Figure, list[Axes]]:
+    """A row of n panels sharing a figure `width` inches wide (1000 px at 100 dpi)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, list(np.atleast_1d(fig.subplots(1, n)))
 
 
+@styled
 def tokens_figure(run: Run, dtype: str) -> Figure:
     """(a) Throughput against n_tokens at the plan's h, one panel per top_k."""
     h = run.meta["plan"]["tokens_h"]
     top_ks = sorted({r.top_k for r in run.select(dtype=dtype, h=h)} & set(run.meta["plan"]["top_ks"]))
-    fig, axes = _figure(max(1, len(top_ks)))
+    fig, axes = panels(max(1, len(top_ks)), height=6.0)
     for ax, k in zip(axes, top_ks):
         throughput_panel(ax, run, run.select(dtype=dtype, h=h, top_k=k), "n_tokens")
-        ax.set_title(f"h = {h}, top_k = {k}", fontsize=9)
-    fig.suptitle(title(run, "Throughput vs n_tokens", dtype), fontsize=10)
-    legend(fig)
+        ax.set_title(f"h = {h}, top_k = {k}")
+    fig.suptitle(title(run, "Throughput vs n_tokens", dtype))
+    legend(fig, 3)
     return fig
 
 
+@styled
 def hidden_figure(run: Run, dtype: str) -> Figure:
     """(b) Throughput against h at the plan's n_tokens."""
     plan = run.meta["plan"]
     n, k = plan["hiddens_tokens"], plan["top_ks"][0]
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = panels(1, width=8.0, height=5.5)
     throughput_panel(ax, run, run.select(dtype=dtype, n_tokens=n, top_k=k), "h")
-    ax.set_title(f"n_tokens = {n}, top_k = {k}", fontsize=9)
-    fig.suptitle(title(run, "Throughput vs h", dtype), fontsize=10)
-    legend(fig)
+    ax.set_title(f"n_tokens = {n}, top_k = {k}")
+    fig.suptitle(title(run, "Throughput vs h", dtype))
+    legend(fig, 3)
     return fig
 
 
@@ -126,67 +158,107 @@ def heat_grid(rows: Sequence[Row]) -> tuple[list[int], list[int], np.ndarray]:
     return ts, hs, grid
 
 
-def heatmap_figure(run: Run, dtype: str) -> Figure:
-    """(c) % of the copy ceiling over n_tokens × h, one annotated panel per kernel variant."""
+@styled
+def heatmap_figure(run: Run, dtype: str, impl: str = "kernel_auto") -> Figure:
+    """(c) One kernel's % of the ceiling (wall time) over n_tokens × h, each cell annotated."""
     plan = run.meta["plan"]
     k = plan["heat_top_k"]
-    grid = {(t, h) for t in plan["heat_tokens"] for h in plan["heat_hiddens"]}
-    kernels = [i for i in impls_in(run.rows) if i.startswith("kernel_")
-               and 2 * len({(r.n_tokens, r.h) for r in run.select(dtype=dtype, impl=i, top_k=k)} & grid) >= len(grid)]
-    fig, axes = _figure(max(1, len(kernels)))
-    for ax, impl in zip(axes, kernels):
-        ts, hs, grid = heat_grid([r for r in run.select(dtype=dtype, impl=impl, top_k=k)
-                                  if r.n_tokens in plan["heat_tokens"] and r.h in plan["heat_hiddens"]])
-        image = ax.imshow(grid, origin="lower", cmap="viridis", vmin=0, vmax=100, aspect="auto")
-        for (i, j), v in np.ndenumerate(grid):
-            if not np.isnan(v):
-                ax.text(j, i, f"{v:.0f}" if v >= 10 else f"{v:.1f}", ha="center", va="center", fontsize=7, color="w" if v < 60 else "k")
-        ax.set_xticks(range(len(hs)), [str(h) for h in hs], fontsize=7)
-        ax.set_yticks(range(len(ts)), [str(t) for t in ts], fontsize=7)
-        ax.set_xlabel("h (hidden size, elements)")
-        ax.set_ylabel("n_tokens (tokens per call)")
-        ax.set_title(f"{impl}, top_k = {k}", fontsize=9)
-        fig.colorbar(image, ax=ax, label="% of copy ceiling")
-    fig.suptitle(title(run, "Kernel throughput as % of copy ceiling", dtype), fontsize=10)
+    ts, hs, grid = heat_grid([r for r in run.select(dtype=dtype, impl=impl, top_k=k)
+                              if r.n_tokens in plan["heat_tokens"] and r.h in plan["heat_hiddens"]])
+    fig, (ax,) = panels(1, width=8.0, height=5.5)
+    image = ax.imshow(grid, origin="lower", cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for (i, j), v in np.ndenumerate(grid):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.0f}" if v >= 10 else f"{v:.1f}", ha="center", va="center", color="w" if v < 60 else "k")
+    ax.set_xticks(range(len(hs)), [str(h) for h in hs])
+    ax.set_yticks(range(len(ts)), [str(t) for t in ts])
+    ax.set_xlabel("h (hidden size, elements)")
+    ax.set_ylabel("n_tokens (tokens per call)")
+    ax.set_title(f"{impl}, top_k = {k} (blank: over the memory budget)")
+    fig.colorbar(image, ax=ax, label="% of the ceiling (wall time)")
+    fig.suptitle(title(run, "Where the kernel reaches memory speed", dtype))
     return fig
 
 
+def log_axis(axis) -> None:
+    """A log axis labelled with plain numbers at 1-2-5 steps (no crowded minor labels)."""
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+@styled
 def latency_figure(run: Run, dtype: str) -> Figure:
-    """(d) Per-call µs at decode sizes (n_tokens ≤ 64) against the empty-kernel floor."""
+    """(d) Time per call at decode sizes (n_tokens ≤ 64); on a GPU, against an empty kernel launched the same
+    way (on the CPU-only host path there is no such floor: MLX's own ops run faster than its per-call cost)."""
     plan = run.meta["plan"]
     h, k = plan["tokens_h"], plan["top_ks"][0]
     rows = [r for r in run.select(dtype=dtype, h=h, top_k=k) if r.n_tokens <= DECODE_TOKENS]
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = panels(1, width=9.0, height=5.5)
     for impl in impls_in(rows):
-        _line(ax, [r for r in rows if r.impl == impl], "n_tokens", "median_us", impl, ("p20_us", "p80_us"))
+        line(ax, [r for r in rows if r.impl == impl], "n_tokens", "median_us", impl, ("p20_us", "p80_us"))
     floor = run.meta.get("empty_kernel_us")
-    if floor:
-        ax.axhline(floor, ls="--", lw=1, color="k", label=f"{run.meta['empty_kernel_label']}: {floor:.1f} µs")
+    if floor and on_gpu(run):
+        ax.axhline(floor, ls="--", lw=1.2, color="k", label=f"{run.meta['empty_kernel_label']}: {floor:.1f} µs")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    log_axis(ax.yaxis)
     ax.set_xlabel("n_tokens (tokens per call)")
-    ax.set_ylabel("time per call (µs, median; band 20–80%)")
+    ax.set_ylabel("wall time per call (µs, median; band 20–80%)")
     ax.grid(alpha=0.3, which="both")
-    ax.set_title(f"decode sizes, h = {h}, top_k = {k}", fontsize=9)
-    fig.suptitle(title(run, "Per-call latency", dtype), fontsize=10)
-    legend(fig)
+    ax.set_title(f"decode sizes, h = {h}, top_k = {k}")
+    fig.suptitle(title(run, "Time per call", dtype))
+    legend(fig, 3)
     return fig
 
 
+@styled
+def gpu_figure(run: Run, dtype: str, ours: str = "kernel_auto", peer: str = "triton") -> Figure:
+    """(e) Left: wall time (solid) and GPU time (dashed) per call against n_tokens for our default kernel and the
+    Triton peer. Right: our GPU time over the peer's at every size of the n_tokens sweep."""
+    h = run.meta["plan"]["tokens_h"]
+    fig, (left, right) = panels(2, height=5.5)
+    for impl in (ours, peer):
+        rows = run.select(dtype=dtype, h=h, top_k=run.meta["plan"]["top_ks"][0], impl=impl)
+        line(left, rows, "n_tokens", "median_us", f"{impl}, wall", color=COLORS.get(impl))
+        line(left, rows, "n_tokens", "gpu_us", f"{impl}, GPU", ls="--", marker="s", color=COLORS.get(impl))
+    for k, marker in zip(run.meta["plan"]["top_ks"], "o^"):
+        pairs = [(a, b) for a in run.select(dtype=dtype, h=h, top_k=k, impl=ours)
+                 for b in run.select(dtype=dtype, h=h, top_k=k, impl=peer) if a.n_tokens == b.n_tokens]
+        pairs.sort(key=lambda p: p[0].n_tokens)
+        right.plot([a.n_tokens for a, _ in pairs], [a.gpu_us / b.gpu_us for a, b in pairs], marker=marker, color="C3",
+                   lw=1.6, label=f"{ours} / {peer}, GPU time, top_k = {k}")
+    right.axhline(1.0, color="k", lw=1)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("n_tokens (tokens per call)")
+        ax.grid(alpha=0.3, which="both")
+    left.set_yscale("log")
+    log_axis(left.yaxis)
+    left.set_ylabel("µs per call (median)")
+    left.set_title(f"wall and GPU time, h = {h}")
+    right.set_ylabel("GPU time ratio (1 = level)")
+    right.set_ylim(bottom=0)
+    right.set_title("our kernel over the Triton peer")
+    fig.suptitle(title(run, "GPU time beside wall time", dtype))
+    legend(fig, 3)
+    return fig
+
+
+@styled
 def compare_figure(runs: Sequence[Run], labels: Sequence[str], dtype: str, top_k: int = 8) -> Figure:
-    """Throughput against n_tokens for several runs side by side (one panel each), in `dtype` or,
-    for a run without it, the run's first dtype."""
-    fig, axes = _figure(len(runs))
+    """Throughput against n_tokens for several runs side by side (one panel each), in `dtype` or, for a run
+    without it, the run's first dtype."""
+    fig, axes = panels(len(runs), width=5.0 * len(runs), height=6.0)
     for ax, run, label in zip(axes, runs, labels):
         h = run.meta["plan"]["tokens_h"]
         d = dtype if run.select(dtype=dtype) else run.meta["dtypes"][0]
         throughput_panel(ax, run, run.select(dtype=d, h=h, top_k=top_k), "n_tokens")
-        ax.set_title(f"{label}: {run.meta['device']}\n({run.meta.get('kernel_backend')}, {d}, h = {h}, "
-                     f"top_k = {top_k})", fontsize=8)
-    fig.suptitle("Throughput vs n_tokens across runs", fontsize=10)
-    legend(fig)
+        ax.set_title(f"{label}\n{run.meta['device']} ({run.meta.get('kernel_backend')}, {d})")
+    fig.suptitle(f"Throughput vs n_tokens (h = 2048, top_k = {top_k})")
+    legend(fig, 3)
     return fig
 
 
@@ -200,15 +272,26 @@ def export(fig: Figure, folder: Path, stem: str) -> list[Path]:
     return [png, svg]
 
 
-FIGURES = {"tokens": tokens_figure, "hidden": hidden_figure, "heatmap": heatmap_figure, "latency": latency_figure}
+FIGURES = {"tokens": tokens_figure, "hidden": hidden_figure, "heatmap": heatmap_figure, "latency": latency_figure,
+           "gpu": gpu_figure}
+
+
+def draws(run: Run, name: str, dtype: str) -> bool:
+    """Whether a run has what a figure needs: the heatmap needs the default kernel over the grid; the GPU-time
+    figure needs GPU times of our kernel and the Triton peer."""
+    if name == "heatmap":
+        return len({(r.n_tokens, r.h) for r in run.select(dtype=dtype, impl="kernel_auto")}) >= 4
+    if name == "gpu":
+        rows = run.select(dtype=dtype, impl="triton") + run.select(dtype=dtype, impl="kernel_auto")
+        return bool(rows) and not any(math.isnan(r.gpu_us) for r in rows)
+    return True
 
 
 def plot_run(run: Run, folder: Path) -> list[Path]:
-    """Every figure of a run, for every dtype in it, exported into folder; returns the files written."""
+    """Every figure a run has data for, for every dtype in it, exported into folder; returns the files written."""
     written = []
     for dtype in sorted({r.dtype for r in run.rows}):
         for name, make in FIGURES.items():
-            if name == "heatmap" and not any(r.impl.startswith("kernel_") for r in run.select(dtype=dtype)):
-                continue
-            written += export(make(run, dtype), folder, f"{name}_{dtype}")
+            if draws(run, name, dtype):
+                written += export(make(run, dtype), folder, f"{name}_{dtype}")
     return written

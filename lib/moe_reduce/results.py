@@ -101,6 +101,14 @@ def load_runs(root: Path) -> list[Run]:
     return [load_run(d) for d in sorted(root.iterdir()) if is_run(d)]
 
 
+def newest(runs: Sequence[Run], gpu: str, dtype: str, op: str = "combine") -> Run | None:
+    """The newest run of an op (ties: the first folder by name) on a GPU whose name contains `gpu`, holding
+    `dtype`; None if there is none."""
+    found = [r for r in runs if gpu in (r.meta.get("gpu") or "") and dtype in r.meta["dtypes"]
+             and r.meta.get("op", "combine") == op]
+    return max(found, key=lambda r: r.meta["date"]) if found else None
+
+
 def find_results(start: Path | None = None) -> Path:
     """The results/ folder of the repository holding `start` (default: the working directory, as a notebook in
     notebooks/ has): the nearest results/ in start or a folder above it; start/results when there is none."""

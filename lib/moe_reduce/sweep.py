@@ -31,12 +31,12 @@ GPU_TIME_CALLS = 64  # chained calls profiled for the GPU time of one row
 
 @dataclass(frozen=True)
 class Budget:
-    """Memory sizes for one processor: input rotation, per-size limit, the copy ceiling."""
+    """Memory sizes for one processor: input rotation, per-size limit, the traffic kernels' array size."""
 
     rotation_bytes: int  # input sets rotate until their bytes pass this (≈ 4× the last-level cache)
     max_sets: int
     size_limit: int  # a size whose float32 bytes_moved passes this is skipped
-    ceiling_bytes: int  # array size of the copy ceiling
+    ceiling_bytes: int  # array size of the traffic kernels that set the ceiling
 
 
 GPU_BUDGET = Budget(200 * MB, 4096, 4 * GiB, 1 * GiB)

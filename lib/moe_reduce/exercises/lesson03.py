@@ -15,8 +15,7 @@ PREDICT_TOKENS = 4096
 
 def committed_run(gpu: str = GPU, dtype: str = "float32") -> results.Run | None:
     """The newest committed run on that GPU holding that dtype, or None."""
-    runs = [r for r in results.load_runs(results.find_results()) if r.meta.get("gpu") == gpu and dtype in r.meta["dtypes"]]
-    return max(runs, key=lambda r: r.meta["date"]) if runs else None
+    return results.newest(results.load_runs(results.find_results()), gpu, dtype)
 
 
 def no_run(dtype: str) -> Verdict:
@@ -25,7 +24,7 @@ def no_run(dtype: str) -> Verdict:
 
 
 def ceiling_gbps(run: results.Run) -> float:
-    """The run's copy ceiling on its GPU, in GB/s."""
+    """The run's ceiling on its GPU (its best traffic kernel), in GB/s."""
     return run.meta["ceiling_gbps"]["gpu"]
 
 
@@ -43,7 +42,7 @@ def measured(run: results.Run, n_tokens: int, impl: str = IMPL) -> results.Row:
 # ------------------------------------------------------------------ predict a time from the bandwidth
 
 def predict_solution() -> float:
-    """µs per call at the run's copy ceiling: minimum bytes / ceiling."""
+    """µs per call at the run's ceiling: minimum bytes / ceiling."""
     run = committed_run()
     return call_bytes(run, PREDICT_TOKENS) / (ceiling_gbps(run) * 1e9) * 1e6
 
@@ -73,7 +72,7 @@ def check_predict(answer: Any) -> Verdict:
     if slip:
         return failed(f"{answer:g} µs is what you get with {slip}.")
     return failed(f"{answer:g} µs is {100 * (answer - right) / right:+.0f}% off. Bytes: traffic.bytes_moved at this shape "
-                  f"({nbytes:,}); bandwidth: the run's copy ceiling, ceiling_gbps in bench.json (GB/s = 10^9 B/s).")
+                  f"({nbytes:,}); bandwidth: the run's ceiling, ceiling_gbps in bench.json (GB/s = 10^9 B/s).")
 
 
 # ------------------------------------------------------------------ where the fixed cost stops dominating
@@ -116,7 +115,7 @@ PLOT_TOKENS = 16384
 
 
 def half_ceiling_solution() -> set[str]:
-    """The implementations at or above half the copy ceiling at PLOT_TOKENS in the committed float32 run."""
+    """The implementations at or above half the ceiling at PLOT_TOKENS in the committed float32 run."""
     return {r.impl for r in committed_run().select(dtype="float32", n_tokens=PLOT_TOKENS, h=H, top_k=TOP_K)
             if r.pct_of_ceiling >= 50}
 
@@ -137,7 +136,7 @@ def check_half_ceiling(answer: Any) -> Verdict:
     right = half_ceiling_solution()
     pct = lambda names: ", ".join(f"{n} ({rows[n].pct_of_ceiling:.1f}%)" for n in sorted(names))  # noqa: E731
     if set(answer) == right:
-        return passed(f"{pct(right)} of the copy ceiling at n_tokens = {PLOT_TOKENS}.")
+        return passed(f"{pct(right)} of the ceiling at n_tokens = {PLOT_TOKENS}.")
     wrong = [f"missing {pct(right - set(answer))}" if right - set(answer) else "",
              f"under half: {pct(set(answer) - right)}" if set(answer) - right else ""]
     return failed("; ".join(w for w in wrong if w) + f" (n_tokens = {PLOT_TOKENS}, h = {H}, top_k = {TOP_K}).")
