@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from moe_reduce.inputs import CombineArgs
-from moe_reduce.timing import TimerConfig, chained, time_fn
+from moe_reduce.timing import TimerConfig, chained, run_calls, time_fn
 
 
 class FakeClock:
@@ -86,3 +86,18 @@ def test_chained_replaces_residual_then_y_shared(residual, shared, field):
     if field is not None:
         expected[field] = "prev"
     assert call(0, "prev") == tuple(expected.values())
+
+
+def test_every_output_of_a_multi_output_call_is_handed_over():
+    """A call returning (hidden, normed) where the next call reads only hidden: every call's normed still reaches
+    flush once, so a lazy framework evaluates it instead of dropping it."""
+    flushed, fed = [], []
+
+    def call(i: int, prev):
+        fed.append(prev)
+        n = len(fed) - 1
+        return (f"hidden{n}", f"normed{n}")
+
+    run_calls(call, 10, iter(range(10)), sync=lambda outs: None, flush=flushed.extend, group=4)
+    assert [out[1] for out in flushed] == [f"normed{n}" for n in range(10)]
+    assert fed == [None] + [(f"hidden{n}", f"normed{n}") for n in range(9)]

@@ -59,13 +59,19 @@ def sync_none(outs: list) -> None:
 def run_calls(call: Callable[[int, Any], Any], calls: int, sets: Iterator[int], sync: Callable[[list], None],
               flush: Callable[[list], None] | None = None, group: int = 1) -> None:
     """`calls` chained calls on the next input sets, handed to the device every `group` calls, then ONE sync.
-    Only the newest output is kept: earlier ones are freed as a model frees them, so buffers are reused."""
-    out = None
+    Only the newest output of a one-output op is kept: earlier ones are freed as a model frees them, so buffers
+    are reused (each is evaluated as the next call's input). A call returning several outputs (the fused op's
+    hidden and normed) keeps them all until they are handed over: an output no later call reads would
+    otherwise be dropped unevaluated by a lazy framework."""
+    out, pending = None, []
     for j in range(1, calls + 1):
         out = call(next(sets), out)
+        if isinstance(out, tuple):
+            pending.append(out)
         if flush is not None and (j % group == 0 or j == calls):
-            flush([out])
-    sync([out])
+            flush(pending or [out])
+            pending = []
+    sync(pending or [out])
 
 
 def time_fn(call: Callable[[int, Any], Any], sync: Callable[[list], None] = sync_none, n_sets: int = 1,
