@@ -22,19 +22,26 @@ WARPS = (1, 2, 4, 8)
 
 
 @triton.jit
-def combine_kernel(w_ptr, y_ptr, s_ptr, ys_ptr, r_ptr, out_ptr, H, TOP_K: tl.constexpr, HAS_SHARED: tl.constexpr,
-                   HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
-    """Program (t, b) makes out[t, b*BLOCK : (b+1)*BLOCK]."""
-    t = tl.program_id(0).to(tl.int64)
-    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    mask = cols < H
-    acc = tl.zeros([BLOCK], dtype=tl.float32)
+def add_experts(acc, w_ptr, y_ptr, s_ptr, ys_ptr, t, cols, mask, H, TOP_K: tl.constexpr, HAS_SHARED: tl.constexpr):
+    """acc + the weighted expert rows of token t at `cols`, then the gated shared expert's, in float32."""
     for k in tl.static_range(TOP_K):
         w = tl.load(w_ptr + t * TOP_K + k).to(tl.float32)
         acc += w * tl.load(y_ptr + (t * TOP_K + k) * H + cols, mask=mask, other=0.0).to(tl.float32)
     if HAS_SHARED:
         gate = tl.sigmoid(tl.load(s_ptr + t).to(tl.float32))
         acc += gate * tl.load(ys_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
+    return acc
+
+
+@triton.jit
+def combine_kernel(w_ptr, y_ptr, s_ptr, ys_ptr, r_ptr, out_ptr, H, TOP_K: tl.constexpr, HAS_SHARED: tl.constexpr,
+                   HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):
+    """Program (t, b) makes out[t, b*BLOCK : (b+1)*BLOCK]."""
+    t = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < H
+    acc = add_experts(tl.zeros([BLOCK], dtype=tl.float32), w_ptr, y_ptr, s_ptr, ys_ptr, t, cols, mask, H, TOP_K,
+                      HAS_SHARED)
     if HAS_RESIDUAL:
         acc += tl.load(r_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
     tl.store(out_ptr + t * H + cols, acc.to(out_ptr.dtype.element_ty), mask=mask)
@@ -48,13 +55,8 @@ def combine_rmsnorm_kernel(w_ptr, y_ptr, s_ptr, ys_ptr, r_ptr, wt_ptr, hid_ptr, 
     t = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < H
-    acc = tl.load(r_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
-    for k in tl.static_range(TOP_K):
-        w = tl.load(w_ptr + t * TOP_K + k).to(tl.float32)
-        acc += w * tl.load(y_ptr + (t * TOP_K + k) * H + cols, mask=mask, other=0.0).to(tl.float32)
-    if HAS_SHARED:
-        gate = tl.sigmoid(tl.load(s_ptr + t).to(tl.float32))
-        acc += gate * tl.load(ys_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32)
+    acc = add_experts(tl.load(r_ptr + t * H + cols, mask=mask, other=0.0).to(tl.float32), w_ptr, y_ptr, s_ptr,
+                      ys_ptr, t, cols, mask, H, TOP_K, HAS_SHARED)
     hidden = acc.to(hid_ptr.dtype.element_ty)
     tl.store(hid_ptr + t * H + cols, hidden, mask=mask)
     x = hidden.to(tl.float32)
