@@ -34,8 +34,9 @@ _BLOCK_SUM = """
     threadgroup_barrier(mem_flags::mem_threadgroup);
 """
 
-# out[r] = x[r] * rsqrt(mean(x[r]^2) + eps) * w, one threadgroup per row r (grid: (threads, rows, 1)).
-RMS_NORM_ROW = """
+# The start of a row kernel: one threadgroup per row, N_READS elements per thread per step, and the
+# threadgroup memory of the block sum.
+_ROW_START = """
     constexpr int N_READS = 4;
     threadgroup float partial[32];
     threadgroup float total;
@@ -44,6 +45,10 @@ RMS_NORM_ROW = """
     const uint step = threads_per_threadgroup.x * N_READS;
     const device T* xr = x + size_t(threadgroup_position_in_grid.y) * n;
     device T* yr = out + size_t(threadgroup_position_in_grid.y) * n;
+"""
+
+# out[r] = x[r] * rsqrt(mean(x[r]^2) + eps) * w, one threadgroup per row r (grid: (threads, rows, 1)).
+RMS_NORM_ROW = _ROW_START + """
 
     float acc = 0.0f;
     for (uint start = lid * N_READS; start < n; start += step) {
@@ -66,15 +71,7 @@ RMS_NORM_ROW = """
 """
 
 # out[r] = softmax(x[r]) with the row maximum subtracted first, one threadgroup per row.
-SOFTMAX_ROW = """
-    constexpr int N_READS = 4;
-    threadgroup float partial[32];
-    threadgroup float total;
-    const uint n = uint(x_shape[1]);
-    const uint lid = thread_position_in_threadgroup.x;
-    const uint step = threads_per_threadgroup.x * N_READS;
-    const device T* xr = x + size_t(threadgroup_position_in_grid.y) * n;
-    device T* yr = out + size_t(threadgroup_position_in_grid.y) * n;
+SOFTMAX_ROW = _ROW_START + """
 
     float m = Limits<float>::min;
     for (uint start = lid * N_READS; start < n; start += step) {
