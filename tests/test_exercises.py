@@ -59,12 +59,12 @@ WRONG = {
     ],
     "fix_guard": [
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "t >= uint(expert_w_shape[1])"),
-         r"n_tokens=3, h=255, top_k=8.*your kernel read `expert_w` at element 24, past its end \(24 elements\), in "
+         r"n_tokens=3, h=255, top_k=8.*your kernel accessed `expert_w` at element 24, past its end \(24 elements\), in "
          r"thread \(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. .*guard like"),
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "i >= uint(expert_w_shape[0])"),
          r"out\[0, 3\] was never written: it still holds the NaN .* Thread 3 should write it"),
         (edit(lesson02.guard_starter(), "const uint t = i / H;", "const uint t = i / H;  // no guard"),
-         r"your kernel read `expert_w` at element \d+, past its end \(\d+ elements?\).*guard like"),
+         r"your kernel accessed `expert_w` at element \d+, past its end \(\d+ elements?\).*guard like"),
     ],
     "fix_row_index": [
         (edit(lesson02.row_index_starter(), "int64_t(t) * H + h;\n\nfloat", "int64_t(t) * K + h;\n\nfloat"),
