@@ -57,7 +57,8 @@ def test_max_s_stops_early_but_not_under_min_repeats():
 
 
 def test_chains_calls_and_flushes_in_groups():
-    """Each call gets the previous call's output (None first in a batch); flush sees every 4th output and the last."""
+    """Each call gets the previous call's output (None first in a batch); flush gets every output, 4 calls' at a
+    time, and the rest at the end of the batch."""
     clock, log, flushed = FakeClock(), [], []
 
     def call(i: int, prev):
@@ -66,12 +67,33 @@ def test_chains_calls_and_flushes_in_groups():
         return len(log)  # this call's "output": its position in the log
 
     cfg = TimerConfig(warmup=0, repeats=3, batch_s=10e-3, max_s=1e9)
-    t = time_fn(call, cfg=cfg, clock=clock, flush=lambda outs: flushed.extend(outs), group=4)
+    t = time_fn(call, cfg=cfg, clock=clock, flush=lambda outs: flushed.append(list(outs)), group=4)
     assert t.calls == 10 and t.median == pytest.approx(1e-3)
     last = log[-10:]  # the final timed batch
     assert last[0] is None and last[1:] == list(range(len(log) - 9, len(log)))
     start = len(log) - 10
-    assert flushed[-3:] == [start + 4, start + 8, start + 10]
+    assert flushed[-3:] == [[start + 1, start + 2, start + 3, start + 4], [start + 5, start + 6, start + 7, start + 8],
+                            [start + 9, start + 10]]
+
+
+def test_outputs_the_chain_does_not_read_are_computed():
+    """A two-step call whose second output feeds nothing (the fused op's two-step: hidden goes on, normed is only
+    returned): every call's second output is evaluated, not only the last one's (MLX is lazy)."""
+    import mlx.core as mx
+
+    from moe_reduce.timing import run_calls, sync_mlx
+
+    seconds = []
+
+    def call(i: int, prev):
+        hidden = mx.ones((4,)) if prev is None else prev[0] + 1
+        seconds.append(hidden * 2)
+        return hidden, seconds[-1]
+
+    flushed = []
+    run_calls(call, 10, iter(range(10)), sync_mlx, lambda outs: (flushed.extend(outs), mx.async_eval(outs)), 4)
+    assert [id(o[1]) for o in flushed] == [id(s) for s in seconds]
+    assert [float(s[0]) for s in seconds] == [2.0 * k for k in range(1, 11)]
 
 
 @pytest.mark.parametrize("residual, shared, field", [(True, True, "residual"), (True, False, "residual"),

@@ -59,12 +59,17 @@ def sync_none(outs: list) -> None:
 def run_calls(call: Callable[[int, Any], Any], calls: int, sets: Iterator[int], sync: Callable[[list], None],
               flush: Callable[[list], None] | None = None, group: int = 1) -> None:
     """`calls` chained calls on the next input sets, handed to the device every `group` calls, then ONE sync.
-    Only the newest output is kept: earlier ones are freed as a model frees them, so buffers are reused."""
-    out = None
+    Every output of every call is handed over: MLX is lazy, and an output the chain does not read (the normed
+    rows of the fused op's two-step) would otherwise never be computed. Outputs are kept only until they are
+    handed over; then they are freed as a model frees them, so buffers are reused."""
+    out, pending = None, []
     for j in range(1, calls + 1):
         out = call(next(sets), out)
-        if flush is not None and (j % group == 0 or j == calls):
-            flush([out])
+        if flush is not None:
+            pending.append(out)
+            if j % group == 0 or j == calls:
+                flush(pending)
+                pending = []
     sync([out])
 
 
