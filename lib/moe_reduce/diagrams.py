@@ -223,8 +223,8 @@ def draw_row_reduction(threads: int = 128, h: int = 1024, w: int = 4, *, dpi: in
     left, width = 0.0, 10.0
 
     def phase(y: float, number: str, text: str) -> None:
-        ax.text(-2.5, y, number, ha="left", va="center", fontsize=10, weight="bold", color="#444444")
-        ax.text(-2.1, y, text, ha="left", va="center", fontsize=9, color="#444444")
+        ax.text(-2.5, y, number, ha="left", va="center", fontsize=11, weight="bold", color="#444444")
+        ax.text(-2.1, y, text, ha="left", va="center", fontsize=10, color="#444444")
 
     # The row: one cell per piece of w elements, coloured by the SIMD group of the thread that reads it.
     cell = width / len(owner)
@@ -238,7 +238,7 @@ def draw_row_reduction(threads: int = 128, h: int = 1024, w: int = 4, *, dpi: in
             f"{passes} pass{'es' * (passes > 1)} of {threads} threads", ha="center", va="bottom", fontsize=10)
     phase(8.55, "1", "combine,\nkeep x in\nregisters")
     ax.text(left + width / 2, 7.85, f"thread i reads pieces i, i + {threads}, …  and adds up its own squares: "
-            "sumsq = Σ x²", ha="center", va="center", fontsize=9.5, family="monospace")
+            "sumsq = Σ x²", ha="center", va="center", fontsize=10, family="monospace")
 
     # SIMD groups: 32 lanes each; simd_sum gives every lane the group's sum.
     gw = width / groups
@@ -248,11 +248,11 @@ def draw_row_reduction(threads: int = 128, h: int = 1024, w: int = 4, *, dpi: in
         for i in range(32):
             ax.add_patch(Rectangle((x0 + i * lane, 6.5), lane, 0.55, fc=colors[g], ec="white", lw=0.3, alpha=0.75))
         ax.text(x0 + (gw - 0.2) / 2, 7.12, f"SIMD group {g}\nthreads {32 * g}–{32 * g + 31}", ha="center",
-                va="bottom", fontsize=9)
+                va="bottom", fontsize=10)
         ax.annotate("", xy=(x0 + lane / 2, 5.25), xytext=(x0 + lane / 2, 6.5),
                     arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.2))
         ax.text(x0 + lane + 0.08, 5.85, f"simd_sum(sumsq)\nlane 0 writes\npartial[{g}]", ha="left", va="center",
-                fontsize=9, family="monospace")
+                fontsize=10, family="monospace")
     phase(6.8, "2", "sum within\neach SIMD\ngroup")
 
     # Threadgroup memory: 32 slots, one per possible SIMD group; only `groups` are written.
@@ -262,13 +262,13 @@ def draw_row_reduction(threads: int = 128, h: int = 1024, w: int = 4, *, dpi: in
         ax.add_patch(Rectangle((left + s * slot, 4.7), slot, 0.55, fc=colors[s] if used else "#eeeeee",
                                ec="#555555", lw=0.5, alpha=0.75 if used else 1))
     ax.text(left + groups * slot + 0.3, 4.5, f"threadgroup float partial[32]: {groups} slots written, the other "
-            f"{32 - groups} never read", ha="left", va="top", fontsize=9.5, family="monospace")
+            f"{32 - groups} never read", ha="left", va="top", fontsize=10, family="monospace")
     phase(4.97, "", "threadgroup\nmemory")
 
     # The barrier.
     ax.plot([left - 0.2, left + width + 0.1], [3.6, 3.6], color="#c55a11", lw=2.5, ls=(0, (6, 3)))
     ax.text(left + groups * slot + 0.3, 3.45, f"threadgroup_barrier: no thread goes on until all {threads} have "
-            "arrived,\nso every partial[g] is written before any thread reads one", ha="left", va="top", fontsize=9.5,
+            "arrived,\nso every partial[g] is written before any thread reads one", ha="left", va="top", fontsize=10,
             color="#c55a11")
     phase(3.6, "", "barrier")
 
@@ -277,12 +277,12 @@ def draw_row_reduction(threads: int = 128, h: int = 1024, w: int = 4, *, dpi: in
         ax.annotate("", xy=(left + (s + 0.5) * slot, 1.95), xytext=(left + (s + 0.5) * slot, 4.7),
                     arrowprops=dict(arrowstyle="-|>", color=colors[s], lw=1.5))
     ax.text(left, 1.75, "every thread:  total = " + " + ".join(f"partial[{s}]" for s in range(groups))
-            + "\n              scale = rsqrt(total / h + eps)", ha="left", va="top", fontsize=9.5, family="monospace",
+            + "\n              scale = rsqrt(total / h + eps)", ha="left", va="top", fontsize=10, family="monospace",
             bbox=dict(fc="#fde7c8", ec="#c55a11", boxstyle="round,pad=0.3"))
     ax.text(left, 0.3, "then, from its registers:  normed = x · scale · weight", ha="left",
-            va="center", fontsize=9.5, family="monospace")
+            va="center", fontsize=10, family="monospace")
     phase(1.4, "3", "every thread\nadds the\npartials")
     ax.set_title(f"One threadgroup sums the squares of its row ({threads} threads = {groups} SIMD groups of 32)",
-                 fontsize=11)
+                 fontsize=12)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94)
     return fig

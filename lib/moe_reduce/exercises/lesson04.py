@@ -185,7 +185,7 @@ LAUNCH_HINT = ("Threadgroup t of the grid makes token t: a grid of more than n_t
 def check_grid(answer: Any) -> Verdict:
     """Check a (grid, threadgroup) for the fused kernel at GRID_CASE: runs the package's kernel with it."""
     if answer is None:
-        return unattempted("set my_launch to (grid, threadgroup), e.g. ((1, 1, 1), (32, 1, 1)).")
+        return unattempted("set my_launch to ((x, y, z), (x, y, z)).")
     error = launch_shape_error(answer)
     if error:
         return failed(error)
@@ -245,9 +245,10 @@ def reduce_parts() -> tuple[str, str, str]:
 def reduce_starter() -> str:
     """The reduction left to write, with what the code around it provides."""
     return ("// Each thread holds `sumsq`, the sum of squares of its own values of row t.\n"
-            "// Make `float total`: the sum of sumsq over every thread of the threadgroup, in every thread.\n"
-            "// At hand: simd_sum(x), thread_index_in_simdgroup, simdgroup_index_in_threadgroup,\n"
-            "// simdgroups_per_threadgroup, `threadgroup float name[N];`, threadgroup_barrier(mem_flags::mem_threadgroup).\n"
+            "// Make `float total`, the sum of sumsq over every thread of the threadgroup,\n"
+            "// in every thread. At hand: simd_sum(x), thread_index_in_simdgroup,\n"
+            "// simdgroup_index_in_threadgroup, simdgroups_per_threadgroup,\n"
+            "// `threadgroup float name[N];`, threadgroup_barrier(mem_flags::mem_threadgroup).\n"
             f"{TODO}: write the reduction.\n")
 
 
@@ -259,7 +260,7 @@ def reduce_solution() -> str:
 def check_reduce(answer: Any) -> Verdict:
     """Check a row reduction spliced into the fused body, at every REDUCE_CASES size against the oracle."""
     if same_text(answer, reduce_starter()):
-        return unattempted("the reduction still holds only its TODO line: write it and run the cell again.")
+        return unattempted("only the TODO line is there: write the reduction.")
     if not isinstance(answer, str):
         return failed(f"expected the reduction's code as a string, got {type(answer).__name__}")
     before, _, after = reduce_parts()
