@@ -1,4 +1,4 @@
-"""Tests of moe_reduce.diagrams: the thread → data map the notebook draws."""
+"""Tests of moe_reduce.diagrams: the thread → data maps the notebooks draw."""
 
 import matplotlib
 
@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from moe_reduce.diagrams import draw_thread_map, thread_cells  # noqa: E402
+from moe_reduce.diagrams import draw_row_reduction, draw_thread_map, row_pieces, thread_cells  # noqa: E402
 
 
 @pytest.mark.parametrize("n_tokens,top_k,h,w", [(2, 3, 8, 1), (2, 3, 8, 4), (3, 2, 10, 4), (1, 1, 1, 8)])
@@ -40,4 +40,21 @@ def test_draw_thread_map_has_two_panels_and_titles():
     fig = draw_thread_map()
     assert len(fig.axes) == 2 and "T=2, K=3, H=8" in fig.get_suptitle()
     assert all(ax.get_title(loc="left") for ax in fig.axes)
+    plt.close(fig)
+
+
+def test_row_pieces_follow_the_fused_kernels_stride():
+    # h = 1024 float32 in 16-byte pieces of 4, 128 threads: two passes, thread i takes pieces i and i + 128.
+    owner = row_pieces(1024, 4, 128)
+    assert len(owner) == 256 and owner[:3] == [0, 1, 2] and owner[128] == 0 and owner[-1] == 127
+    assert row_pieces(257, 1, 288)[-1] == 256 and len(row_pieces(10, 4, 32)) == 3
+    with pytest.raises(ValueError, match="expected all >= 1"):
+        row_pieces(8, 0, 32)
+
+
+def test_draw_row_reduction_names_the_groups_and_the_barrier():
+    fig = draw_row_reduction(threads=128)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "4 SIMD groups" in fig.axes[0].get_title() and "SIMD group 3" in texts and "partial[3]" in texts
+    assert "threadgroup_barrier" in texts and min(t.get_fontsize() for t in fig.axes[0].texts) >= 8
     plt.close(fig)

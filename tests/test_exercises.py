@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from moe_reduce import exercises
-from moe_reduce.exercises import harness, lesson01, lesson02, lesson03
+from moe_reduce.exercises import harness, lesson01, lesson02, lesson03, lesson04
 from moe_reduce.kernels import kernel_source
 
 SCALAR, TAIL = kernel_source("scalar"), lesson02.vec_tail_solution()
+REDUCE, BARRIER = lesson04.reduce_solution(), "threadgroup_barrier(mem_flags::mem_threadgroup);\n"
 
 
 def edit(text: str, old: str, new: str) -> str:
@@ -59,12 +60,12 @@ WRONG = {
     ],
     "fix_guard": [
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "t >= uint(expert_w_shape[1])"),
-         r"n_tokens=3, h=255, top_k=8.*your kernel read `expert_w` at element 24, past its end \(24 elements\), in "
+         r"n_tokens=3, h=255, top_k=8.*your kernel accessed `expert_w` at element 24, past its end \(24 elements\), in "
          r"thread \(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. .*guard like"),
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "i >= uint(expert_w_shape[0])"),
          r"out\[0, 3\] was never written: it still holds the NaN .* Thread 3 should write it"),
         (edit(lesson02.guard_starter(), "const uint t = i / H;", "const uint t = i / H;  // no guard"),
-         r"your kernel read `expert_w` at element \d+, past its end \(\d+ elements?\).*guard like"),
+         r"your kernel accessed `expert_w` at element \d+, past its end \(\d+ elements?\).*guard like"),
     ],
     "fix_row_index": [
         (edit(lesson02.row_index_starter(), "int64_t(t) * H + h;\n\nfloat", "int64_t(t) * K + h;\n\nfloat"),
@@ -109,13 +110,47 @@ WRONG = {
         (lambda: lesson03.half_ceiling_solution() | {"mlx"}, r"under half: mlx \(\d+\.\d%\)"),
         (lambda: {"cuda_kernel"}, r"not in the figure"),
     ],
+    "fused_bytes": [
+        (2 * lesson04.saved_solution(), r"the write of hidden counted as saved too.*; or with activations counted in "
+                                        r"float32"),
+        (lesson04.saved_solution() + 2 * 2048, r"the weight counted as saved: both versions read it once"),
+        (lesson04.two_step_bytes(), r"the two-step's total instead of the difference"),
+        (1000, r"-98% off"),
+    ],
+    "fused_launch": [
+        (((3, 1, 1), (512, 1, 1)), r"hidden\[0, 24\] is NaN \(thread 3 of threadgroup 0.*never written.*Your grid "
+                                   r"\(3, 1, 1\) starts 3 threads in threadgroups of 512; MLX counts the grid in threads"),
+        (((4 * 512, 1, 1), (512, 1, 1)), r"accessed `sh_logit` at element 3, past its end \(3 elements\), in thread "
+                                         r"\(1536, 0, 0\) \(threadgroup \(3, 0, 0\)\)\. Threadgroup t of the grid makes token t"),
+        (((3 * 1024, 1, 1), (1024, 1, 1)), r"512 of its 1024 threads have no piece of the row: in bfloat16 a 16-byte "
+                                           r"access holds 8 elements"),
+        (((3 * 256, 1, 1), (256, 1, 1)), r"each thread makes 2 accesses, not one"),
+        (((1536, 1, 1), (500, 1, 1)), r"threads: expected a multiple of 32 from 32 to 1024, got 500"),
+    ],
+    "row_reduce": [
+        (edit(REDUCE, BARRIER, ""), r"256 threads = 8 SIMD groups.*normed\[0, 0\] is NaN.*hidden is right, so the row's "
+                                    r"total is NaN.*before SIMD group g wrote it \(a threadgroup_barrier"),
+        (edit(edit(REDUCE, BARRIER, ""), "= group_sum;\n", "= group_sum;\n    " + BARRIER),
+         r"divergent threadgroup_barrier at your answer:\d+ in threadgroup \(0, 0, 0\): 8 of 256 threads wait at this "
+         r"threadgroup_barrier; thread \(1, 0, 0\) in the threadgroup returned\. Every thread of a threadgroup must"),
+        (edit(REDUCE, "partial[simdgroup_index_in_threadgroup] =", "partial[thread_position_in_threadgroup.x] ="),
+         r"accessed `partial` at element 32, past its end \(32 elements\), in thread \(32, 0, 0\).*one slot per SIMD "
+         r"group"),
+        (edit(REDUCE, "g < simdgroups_per_threadgroup", "g < 32u"), r"normed\[0, 0\] is NaN.*or a slot no SIMD group "
+                                                                    r"writes"),
+        (edit(REDUCE, "total += partial[g];", "total = partial[0];"),
+         r"normed\[0, 0\]: expected .*, got .*hidden is right, so the row's scale is off: got/expected = .*the same "
+         r"along the whole row"),
+        (edit(REDUCE, "total += partial[g];", "total = group_sum;"), r"varying along the row"),
+        (edit(REDUCE, "total += partial[g];", "total += partial[g]"), r"does not compile:\n.*your answer:\d+:\d+: error"),
+    ],
 }
 VALUE_ANSWERS = {"predict_time", "fixed_cost", "half_ceiling"}  # wrong answers computed from the committed run
 
 
-def test_every_exercise_has_wrong_answers_and_twelve_in_all():
-    assert set(WRONG) == set(exercises.EXERCISES) and len(exercises.EXERCISES) >= 12
-    assert {e.lesson for e in exercises.EXERCISES.values()} == {"01", "02", "03"}
+def test_every_exercise_has_wrong_answers_and_fifteen_in_all():
+    assert set(WRONG) == set(exercises.EXERCISES) and len(exercises.EXERCISES) >= 15
+    assert {e.lesson for e in exercises.EXERCISES.values()} == {"01", "02", "03", "04"}
     assert all(len(w) >= 2 for w in WRONG.values())
 
 
@@ -156,6 +191,13 @@ def test_starters_come_from_the_shaders():
     head, tail = lesson02.vec_parts()
     assert head + tail + "}\n" == kernel_source("vec") and head.endswith(lesson02.TAIL_START)
     assert "// TODO" in lesson02.scalar_body_starter() and "acc" not in lesson02.scalar_body_starter()
+
+
+def test_the_reduction_is_cut_from_the_shader():
+    before, reduction, after = lesson04.reduce_parts()
+    assert before + reduction + after == lesson04.fused_source()
+    assert "simd_sum" in reduction and BARRIER in reduction and "float total" in reduction
+    assert "simd_sum(" not in before + after and "// TODO" in lesson04.reduce_starter()
 
 
 def test_thread_rule_agrees_with_the_diagram_map():

@@ -197,3 +197,92 @@ def draw_thread_map(n_tokens: int = 2, top_k: int = 3, h: int = 8, *, vec_width:
     fig.suptitle(f"Which thread touches which data (T={n_tokens}, K={top_k}, H={h})", fontsize=12)
     fig.tight_layout()
     return fig
+
+
+def row_pieces(h: int, w: int, threads: int) -> list[int]:
+    """Which thread of the fused kernel's threadgroup reads each w-element piece of a row of h: piece j
+    (elements j·w …) belongs to thread j % threads, on its pass j // threads (the kernel's ITERS loop)."""
+    if min(h, w, threads) < 1:
+        raise ValueError(f"h, w, threads: expected all >= 1, got {(h, w, threads)}")
+    return [j % threads for j in range(-(-h // w))]
+
+
+def draw_row_reduction(threads: int = 128, h: int = 1024, w: int = 4, *, dpi: int = 100) -> Figure:
+    """How one threadgroup of the fused kernel sums the squares of its row: the row's pieces spread over the
+    threads, each SIMD group of 32 adds its lanes (simd_sum), lane 0 writes partial[g] to threadgroup memory,
+    the barrier, then every thread adds the partials. Returns the figure."""
+    from matplotlib.patches import Rectangle
+
+    groups = -(-threads // 32)
+    owner = row_pieces(h, w, threads)
+    colors = [plt.get_cmap("tab10")(g % 10) for g in range(groups)]
+    fig, ax = plt.subplots(figsize=(10, 6.4), dpi=dpi)
+    ax.set_xlim(-2.6, 10.2)
+    ax.set_ylim(-0.2, 9.5)
+    ax.set_axis_off()
+    left, width = 0.0, 10.0
+
+    def phase(y: float, number: str, text: str) -> None:
+        ax.text(-2.5, y, number, ha="left", va="center", fontsize=11, weight="bold", color="#444444")
+        ax.text(-2.1, y, text, ha="left", va="center", fontsize=10, color="#444444")
+
+    # The row: one cell per piece of w elements, coloured by the SIMD group of the thread that reads it.
+    cell = width / len(owner)
+    for j, th in enumerate(owner):
+        ax.add_patch(Rectangle((left + j * cell, 8.3), cell, 0.5, fc=colors[th // 32], ec="none", alpha=0.75))
+    ax.add_patch(Rectangle((left, 8.3), width, 0.5, fill=False, ec="#333333", lw=0.8))
+    passes = -(-len(owner) // threads)
+    for p in range(1, passes):
+        ax.plot([left + p * threads * cell] * 2, [8.2, 8.9], color="black", lw=1.5)
+    ax.text(left + width / 2, 8.95, f"row t of hidden: h = {h} values, {len(owner)} pieces of {w} (16 bytes), "
+            f"{passes} pass{'es' * (passes > 1)} of {threads} threads", ha="center", va="bottom", fontsize=10)
+    phase(8.55, "1", "combine,\nkeep x in\nregisters")
+    ax.text(left + width / 2, 7.85, f"thread i reads pieces i, i + {threads}, …  and adds up its own squares: "
+            "sumsq = Σ x²", ha="center", va="center", fontsize=10, family="monospace")
+
+    # SIMD groups: 32 lanes each; simd_sum gives every lane the group's sum.
+    gw = width / groups
+    for g in range(groups):
+        x0 = left + g * gw + 0.1
+        lane = (gw - 0.2) / 32
+        for i in range(32):
+            ax.add_patch(Rectangle((x0 + i * lane, 6.5), lane, 0.55, fc=colors[g], ec="white", lw=0.3, alpha=0.75))
+        ax.text(x0 + (gw - 0.2) / 2, 7.12, f"SIMD group {g}\nthreads {32 * g}–{32 * g + 31}", ha="center",
+                va="bottom", fontsize=10)
+        ax.annotate("", xy=(x0 + lane / 2, 5.25), xytext=(x0 + lane / 2, 6.5),
+                    arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.2))
+        ax.text(x0 + lane + 0.08, 5.85, f"simd_sum(sumsq)\nlane 0 writes\npartial[{g}]", ha="left", va="center",
+                fontsize=10, family="monospace")
+    phase(6.8, "2", "sum within\neach SIMD\ngroup")
+
+    # Threadgroup memory: 32 slots, one per possible SIMD group; only `groups` are written.
+    slot = width / 32
+    for s in range(32):
+        used = s < groups
+        ax.add_patch(Rectangle((left + s * slot, 4.7), slot, 0.55, fc=colors[s] if used else "#eeeeee",
+                               ec="#555555", lw=0.5, alpha=0.75 if used else 1))
+    ax.text(left + groups * slot + 0.3, 4.5, f"threadgroup float partial[32]: {groups} slots written, the other "
+            f"{32 - groups} never read", ha="left", va="top", fontsize=10, family="monospace")
+    phase(4.97, "", "threadgroup\nmemory")
+
+    # The barrier.
+    ax.plot([left - 0.2, left + width + 0.1], [3.6, 3.6], color="#c55a11", lw=2.5, ls=(0, (6, 3)))
+    ax.text(left + groups * slot + 0.3, 3.45, f"threadgroup_barrier: no thread goes on until all {threads} have "
+            "arrived,\nso every partial[g] is written before any thread reads one", ha="left", va="top", fontsize=10,
+            color="#c55a11")
+    phase(3.6, "", "barrier")
+
+    # Every thread reads every partial.
+    for s in range(groups):
+        ax.annotate("", xy=(left + (s + 0.5) * slot, 1.95), xytext=(left + (s + 0.5) * slot, 4.7),
+                    arrowprops=dict(arrowstyle="-|>", color=colors[s], lw=1.5))
+    ax.text(left, 1.75, "every thread:  total = " + " + ".join(f"partial[{s}]" for s in range(groups))
+            + "\n              scale = rsqrt(total / h + eps)", ha="left", va="top", fontsize=10, family="monospace",
+            bbox=dict(fc="#fde7c8", ec="#c55a11", boxstyle="round,pad=0.3"))
+    ax.text(left, 0.3, "then, from its registers:  normed = x · scale · weight", ha="left",
+            va="center", fontsize=10, family="monospace")
+    phase(1.4, "3", "every thread\nadds the\npartials")
+    ax.set_title(f"One threadgroup sums the squares of its row ({threads} threads = {groups} SIMD groups of 32)",
+                 fontsize=12)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94)
+    return fig

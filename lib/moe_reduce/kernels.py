@@ -232,13 +232,25 @@ def fused_call(backend: str, args: CombineArgs, weight, eps: float, threads: int
     """Validate, configure and dispatch the fused kernel: (hidden, normed, config)."""
     p = validate_rmsnorm(*args, weight, eps, allowed=KERNEL_DTYPES)
     config = fused_config(p, eps, threads)
-    kernel = compile_shader(FUSED_FILE, FUSED_INPUTS, backend, FUSED_OUTPUTS)
+    hidden, normed = fused_dispatch(build_fused(backend), config, p, args, weight, init_value)
+    return hidden, normed, config
+
+
+def build_fused(backend: str) -> Callable[..., list]:
+    """The MLX kernel object of the fused body on a backend; built once per process."""
+    return compile_shader(FUSED_FILE, FUSED_INPUTS, backend, FUSED_OUTPUTS)
+
+
+def fused_dispatch(kernel: Callable[..., list], config: LaunchConfig, p: Problem, args: CombineArgs, weight,
+                   init_value: float | None = None) -> tuple[mx.array, mx.array]:
+    """One call of a fused kernel object on MLX arrays (y_expert viewed as (n_tokens*top_k, h), an absent shared
+    expert replaced by placeholders): (hidden, normed), each (n_tokens, h) in the activation dtype."""
     w, y, s, ys, r, wt = (None if a is None else a if isinstance(a, mx.array) else mx.array(a) for a in (*args, weight))
     inputs = [w, y.reshape(p.n_tokens * p.top_k, p.h), placeholder(p.gate_dtype) if s is None else s,
               placeholder(p.dtype) if ys is None else ys, r, wt]
     hidden, normed = kernel(inputs=inputs, template=config.template, grid=config.grid, threadgroup=config.threadgroup,
                             output_shapes=[(p.n_tokens, p.h)] * 2, output_dtypes=[y.dtype] * 2, init_value=init_value)
-    return hidden, normed, config
+    return hidden, normed
 
 
 def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps: float = 1e-6, *,

@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import lesson01, lesson02, lesson03
+from . import lesson01, lesson02, lesson03, lesson04
 from .verdict import Verdict
 
 
@@ -64,6 +64,15 @@ EXERCISES = {e.name: e for e in [
              lesson03.check_crossover, lesson03.crossover_solution),
     Exercise("half_ceiling", "03", "Explore", f"read the throughput plot: who reaches half the ceiling at n_tokens = "
              f"{lesson03.PLOT_TOKENS}", lesson03.check_half_ceiling, lesson03.half_ceiling_solution),
+    Exercise("fused_bytes", "04", "1. Why fuse",
+             f"bytes one fused call saves for {lesson04.BYTES_MODEL} at n_tokens = {lesson04.BYTES_TOKENS}, "
+             f"{lesson04.BYTES_DTYPE} activations", lesson04.check_saved, lesson04.saved_solution),
+    Exercise("fused_launch", "04", "2. The kernel",
+             f"launch the fused kernel at {lesson04.GRID_CASE.describe()}: one threadgroup per token",
+             lesson04.check_grid, lesson04.grid_solution),
+    Exercise("row_reduce", "04", "3. Checks against the oracle",
+             "write the row reduction (simd_sum, threadgroup memory, the barrier)",
+             lesson04.check_reduce, lesson04.reduce_solution, lesson04.reduce_starter),
 ]}
 
 

@@ -3,6 +3,7 @@ on NaN-poisoned outputs and fresh random inputs, against the float64 oracle; and
 a verdict: which size, which output element, expected vs got, which thread should have written it."""
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import mlx.core as mx
@@ -140,8 +141,8 @@ def fault_message(fault: msl_host.KernelFault, case: Case, hint: str) -> Verdict
     where = f"in thread {tuple(fault.thread)} (threadgroup {tuple(fault.threadgroup)})" if fault.thread else ""
     if fault.kind != "out of bounds" or fault.buffer is None:
         return failed(f"at {case.describe()}: {fault.message} {where}. {hint}")
-    text = fault.message.lower()
-    access = "wrote" if "writ" in text else "read" if "read" in text else "accessed"
+    words = set(re.findall(r"[a-z]+", fault.message.lower()))  # whole words: "thread" is no read
+    access = "wrote" if words & {"write", "writes", "wrote"} else "read" if words & {"read", "reads"} else "accessed"
     side = "before its start" if fault.index < 0 else f"past its end ({fault.size} element{'s' * (fault.size != 1)})"
     return failed(f"at {case.describe()}: your kernel {access} `{fault.buffer}` at element {fault.index}, {side}, "
                   f"{where}. {hint}")

@@ -1,0 +1,284 @@
+"""Lesson 04's exercises: the bytes fusion saves, the fused kernel's launch, and its row reduction (simd_sum,
+threadgroup memory, the barrier) written by the learner and run inside the real shader. Kernel answers run on
+the host backend when it is present, whose runner reports a barrier not every thread reaches and an index past
+a threadgroup array's end."""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msl_host
+import numpy as np
+
+from ..arrays import to_numpy
+from ..backends import make_kernel, read_source
+from ..check import tolerance
+from ..dtypes import ITEMSIZE
+from ..inputs import CombineArgs, make_fused_inputs
+from ..kernels import FUSED_FILE, FUSED_INPUTS, FUSED_OUTPUTS, build_fused, fused_config, fused_dispatch
+from ..models import MODELS
+from ..reference import reference_combine_rmsnorm_f64
+from ..traffic import bytes_fused, bytes_two_step
+from ..validate import validate_rmsnorm
+from .harness import LEARNER_ERRORS, checking_backend, error_message, fault_message, fresh_seed
+from .lesson02 import launch_shape_error
+from .verdict import Verdict, failed, passed, same_text, unattempted
+
+EPS = 1e-6
+NAN = float("nan")
+TODO = "// TODO"
+
+
+class FusedCase(NamedTuple):
+    """One size a fused-kernel answer is run at (the residual is always there)."""
+
+    n_tokens: int
+    h: int
+    top_k: int
+    shared: bool
+    dtype: str = "float32"
+
+    def describe(self, threads: int | None = None) -> str:
+        """The size in words, with the threadgroup it runs in."""
+        text = (f"n_tokens={self.n_tokens}, h={self.h}, top_k={self.top_k}, shared expert "
+                f"{'on' if self.shared else 'off'}, {self.dtype}")
+        return text if threads is None else f"{text}, {threads} threads = {threads // 32} SIMD groups per threadgroup"
+
+    def threads(self) -> int:
+        """The threadgroup size the kernel gets by default (kernels.fused_config)."""
+        return fused_config(validate_rmsnorm(*self.inputs(0), EPS), EPS).threadgroup[0]
+
+    def inputs(self, seed: int) -> Any:
+        """Fresh inputs of this size as MLX arrays (FusedArgs)."""
+        return make_fused_inputs(self.n_tokens, self.h, self.top_k, shared=self.shared, seed=seed).mlx(self.dtype)
+
+
+# ------------------------------------------------------------------ the bytes fusion saves
+
+BYTES_MODEL, BYTES_TOKENS, BYTES_DTYPE = "Qwen3-Next-80B-A3B", 16, "bfloat16"
+
+
+def two_step_bytes(**change: Any) -> int:
+    """traffic's count for the two-step at the question's preset (activations bfloat16, gates float32)."""
+    m = MODELS[BYTES_MODEL]
+    kw = dict(n_tokens=BYTES_TOKENS, top_k=m.top_k, h=m.h, dtype=BYTES_DTYPE, gate_dtype="float32",
+              shared=m.gated_shared) | change
+    return bytes_two_step(**kw)
+
+
+def saved_solution() -> int:
+    """Bytes the two-step moves minus the fused call's: traffic.bytes_two_step − traffic.bytes_fused."""
+    m = MODELS[BYTES_MODEL]
+    return two_step_bytes() - bytes_fused(BYTES_TOKENS, m.top_k, m.h, BYTES_DTYPE, "float32", m.gated_shared)
+
+
+def saved_mistakes() -> dict[str, int]:
+    """Answers that typical slips give, by what was slipped."""
+    right, m = saved_solution(), MODELS[BYTES_MODEL]
+    return {
+        "the write of hidden counted as saved too: the fused kernel still writes hidden (the residual stream goes "
+        "on to the next layer); only reading it back disappears": 2 * right,
+        "activations counted in float32 (4 bytes) instead of bfloat16 (2)": 2 * right,
+        "the weight counted as saved: both versions read it once": right + m.h * ITEMSIZE[BYTES_DTYPE],
+        "bits instead of bytes": 8 * right,
+        "the two-step's total instead of the difference": two_step_bytes(),
+    }
+
+
+def check_saved(answer: Any) -> Verdict:
+    """An integer count of bytes saved, against traffic; names the slip when the answer matches one."""
+    if answer is None:
+        return unattempted("set my_saved to your count (an int).")
+    if not isinstance(answer, (int, np.integer)) or isinstance(answer, bool):
+        return failed(f"expected a whole number of bytes (an int), got {answer!r}")
+    right, total = saved_solution(), two_step_bytes()
+    if answer == right:
+        return passed(f"{right:,} bytes, hidden read back once: {right / total:.1%} of the two-step's {total:,} "
+                      "(traffic.bytes_two_step − traffic.bytes_fused).")
+    slips = [what for what, value in saved_mistakes().items() if value == answer]
+    if slips:
+        return failed(f"{answer:,} is the count with " + "; or with ".join(slips) + ".")
+    return failed(f"{answer:,} is {100 * (answer - right) / right:+.0f}% off. List what each version reads and writes "
+                  "per call; the fused kernel skips one of them.")
+
+
+# ------------------------------------------------------------------ the launch
+
+GRID_CASE = FusedCase(3, 4096, 8, True, "bfloat16")
+
+
+def grid_solution() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """One threadgroup per token of h / W threads (W = 8 bfloat16 elements per 16-byte access), in threads."""
+    c = GRID_CASE
+    config = fused_config(validate_rmsnorm(*c.inputs(0), EPS), EPS)
+    return config.grid, config.threadgroup
+
+
+def fused_outputs_verdict(hidden: np.ndarray, normed: np.ndarray, args: Any, case: FusedCase, threads: int,
+                          seed: int) -> Verdict | None:
+    """None when both outputs match the float64 oracle, else a verdict naming the first wrong element, the thread
+    that makes it, and, for normed with hidden right, what the row's scale came out as."""
+    ref_h, ref_n = reference_combine_rmsnorm_f64(*args, EPS)
+    w = dict(fused_config(validate_rmsnorm(*args, EPS), EPS, threads).template)["W"]
+    where = f"at {case.describe(threads)} (make_fused_inputs seed {seed}): "
+    for name, out, ref in (("hidden", hidden, ref_h), ("normed", normed, ref_n)):
+        rms = np.sqrt(np.mean(ref * ref, axis=1, keepdims=True))
+        wrong = np.isnan(out) | (np.abs(out - ref) > 8 * tolerance(case.dtype) * rms)
+        if not wrong.any():
+            continue
+        t, col = divmod(int(np.argmax(wrong)), out.shape[1])
+        tid = (col // w) % threads
+        maker = f"thread {tid} of threadgroup {t} (SIMD group {tid // 32}) makes it"
+        count = f"{int(wrong.sum())} of {out.size} {name} values are wrong"
+        if np.isnan(out[t, col]):
+            return failed(f"{where}{name}[{t}, {col}] is NaN ({maker}); {count}. {nan_reason(name)}")
+        text = f"{where}{name}[{t}, {col}]: expected {ref[t, col]:.6g}, got {out[t, col]:.6g} ({maker}); {count}."
+        if name == "normed":
+            ratio = out[t] / ref[t]
+            same = np.allclose(ratio, ratio[col], rtol=1e-2)
+            text += (f" hidden is right, so the row's scale is off: got/expected = {ratio[col]:.4g}, "
+                     + ("the same along the whole row (every thread has the same wrong total). " if same else
+                        "varying along the row (the threads disagree on total). ") + SCALE_HINT)
+        return failed(text)
+    return None
+
+
+SCALE_HINT = "total must be the sum of sumsq over every thread of the threadgroup, the same value in each thread."
+
+
+def nan_reason(name: str) -> str:
+    """Why an output came out NaN, for each output."""
+    if name == "hidden":
+        return ("It was never written: it still holds the NaN put there before the run. Threadgroup t makes token t, "
+                "and needs enough threads to reach every piece of the row.")
+    return ("hidden is right, so the row's total is NaN: a thread added a slot of threadgroup memory nobody had written "
+            "(the host runner fills threadgroup memory with NaN when a threadgroup starts). Either it read partial[g] "
+            "before SIMD group g wrote it (a threadgroup_barrier between the writes and the reads makes every thread "
+            "wait for every write), or a slot no SIMD group writes (there are simdgroups_per_threadgroup of them).")
+
+
+def run_fused(kernel: Any, case: FusedCase, grid: tuple | None = None,
+              threadgroup: tuple | None = None) -> tuple[Verdict | None, int]:
+    """One call of a fused kernel object at a case on poisoned outputs, with the default launch or the one
+    given (its template's ITERS set for that threadgroup): (None if right else a verdict, the threads run)."""
+    seed = fresh_seed()
+    args = case.inputs(seed)
+    p = validate_rmsnorm(*args, EPS)
+    config = fused_config(p, EPS, threadgroup[0] if threadgroup else None)
+    config = config._replace(grid=grid or config.grid, threadgroup=threadgroup or config.threadgroup)
+    hidden, normed = fused_dispatch(kernel, config, p, CombineArgs(*args[:5]), args.weight, NAN)
+    return (fused_outputs_verdict(to_numpy(hidden), to_numpy(normed), args, case, config.threadgroup[0], seed),
+            config.threadgroup[0])
+
+
+def fault_verdict(fault: msl_host.KernelFault, case: FusedCase, hint: str) -> Verdict:
+    """The runner's report as a verdict: an access out of bounds as the harness words it; anything else (a
+    divergent barrier, an inactive lane) in the runner's own sentence, which names the threads."""
+    if fault.kind == "out of bounds" and fault.buffer is not None:
+        return fault_message(fault, case, hint)
+    return failed(f"at {case.describe()}: {fault.message}. {hint}")
+
+
+LAUNCH_HINT = ("Threadgroup t of the grid makes token t: a grid of more than n_tokens threadgroups starts threadgroups "
+               "with no token to make.")
+
+
+def check_grid(answer: Any) -> Verdict:
+    """Check a (grid, threadgroup) for the fused kernel at GRID_CASE: runs the package's kernel with it."""
+    if answer is None:
+        return unattempted("set my_launch to ((x, y, z), (x, y, z)).")
+    error = launch_shape_error(answer)
+    if error:
+        return failed(error)
+    grid, group = answer
+    c = GRID_CASE
+    right_grid, right_group = grid_solution()
+    pieces = c.h // (16 // ITEMSIZE[c.dtype])
+    try:
+        verdict, threads = run_fused(build_fused(checking_backend()), c, grid, group)
+    except msl_host.KernelFault as fault:
+        return fault_verdict(fault, c, LAUNCH_HINT)
+    except ValueError as e:
+        return failed(str(e))
+    if verdict is not None:
+        return failed(f"{verdict.message} Your grid {grid} starts {grid[0] * grid[1] * grid[2]} threads in "
+                      f"threadgroups of {group[0]}; MLX counts the grid in threads.")
+    if group != right_group:
+        per = -(-pieces // threads)
+        what = (f"{threads - pieces} of its {threads} threads have no piece of the row" if threads > pieces else
+                f"each thread makes {per} accesses, not one")
+        return failed(f"every output is right, but in a threadgroup of {threads} threads {what}: in {c.dtype} a "
+                      f"16-byte access holds {16 // ITEMSIZE[c.dtype]} elements, so a row of {c.h} has {pieces} pieces.")
+    if grid != right_grid:
+        return failed(f"every output is right, but the grid {grid} is not {c.n_tokens} threadgroups of {threads} "
+                      "threads laid along x.")
+    return passed(f"{c.n_tokens} threadgroups of {threads} threads ({threads // 32} SIMD groups), one 16-byte access per "
+                  f"thread: every output right at {c.describe()}.")
+
+
+# ------------------------------------------------------------------ the row reduction
+
+REDUCE_START = "threadgroup float partial[32];\n"
+REDUCE_END = "const float scale ="
+# Sizes with one SIMD group (h = 1) and several, W = 1, 4 and 8, one and several passes (ITERS), both flags.
+REDUCE_CASES = (FusedCase(3, 1000, 8, False), FusedCase(1, 1, 1, True), FusedCase(1, 4099, 10, True),
+                FusedCase(3, 2048, 8, True, "bfloat16"))
+REDUCE_HINTS = {
+    "divergent barrier": "Every thread of a threadgroup must reach the same threadgroup_barrier: call it where all "
+                         "threads pass, not inside an `if` only some threads enter.",
+    "partial": "partial holds one slot per SIMD group: lane 0 of SIMD group g writes partial[g] "
+               "(simdgroup_index_in_threadgroup), not a slot per thread.",
+}
+
+
+def fused_source() -> str:
+    """The fused kernel body in shaders/."""
+    return read_source(FUSED_FILE)
+
+
+def reduce_parts() -> tuple[str, str, str]:
+    """The fused body split around its row reduction: (before, the reduction, after)."""
+    src = fused_source()
+    start, end = src.index(REDUCE_START), src.index(REDUCE_END)
+    return src[:start], src[start:end], src[end:]
+
+
+def reduce_starter() -> str:
+    """The reduction left to write, with what the code around it provides."""
+    return ("// Each thread holds `sumsq`, the sum of squares of its own values of row t.\n"
+            "// Make `float total`, the sum of sumsq over every thread of the threadgroup,\n"
+            "// in every thread. At hand: simd_sum(x), thread_index_in_simdgroup,\n"
+            "// simdgroup_index_in_threadgroup, simdgroups_per_threadgroup,\n"
+            "// `threadgroup float name[N];`, threadgroup_barrier(mem_flags::mem_threadgroup).\n"
+            f"{TODO}: write the reduction.\n")
+
+
+def reduce_solution() -> str:
+    """The reduction in shaders/moe_combine_rmsnorm.metal."""
+    return reduce_parts()[1]
+
+
+def check_reduce(answer: Any) -> Verdict:
+    """Check a row reduction spliced into the fused body, at every REDUCE_CASES size against the oracle."""
+    if same_text(answer, reduce_starter()):
+        return unattempted("only the TODO line is there: write the reduction.")
+    if not isinstance(answer, str):
+        return failed(f"expected the reduction's code as a string, got {type(answer).__name__}")
+    before, _, after = reduce_parts()
+    backend = checking_backend()
+    try:
+        kernel = make_kernel("your_kernel", before + answer + after, FUSED_INPUTS, backend, FUSED_OUTPUTS,
+                             source_name="your answer")
+        for case in REDUCE_CASES:
+            try:
+                verdict, _ = run_fused(kernel, case)
+            except msl_host.KernelFault as fault:
+                return fault_verdict(fault, case, REDUCE_HINTS.get("partial" if fault.buffer == "partial"
+                                                                   else fault.kind, ""))
+            if verdict is not None:
+                return verdict
+    except LEARNER_ERRORS as e:
+        return error_message(e)
+    groups = sorted({c.threads() // 32 for c in REDUCE_CASES})
+    return passed(f"hidden and normed match the float64 oracle at {len(REDUCE_CASES)} sizes (h "
+                  f"{', '.join(str(c.h) for c in REDUCE_CASES)}; {', '.join(str(g) for g in groups)} SIMD groups per "
+                  f"threadgroup; float32 and bfloat16) on the {backend} backend, outputs poisoned, fresh inputs.")
