@@ -3,7 +3,6 @@ version, on every backend present: awkward sizes, every dtype, poisoned outputs,
 overflows or underflows in half precision; bad input is refused before any kernel is built."""
 from __future__ import annotations
 
-import itertools
 
 import mlx.core as mx
 import numpy as np

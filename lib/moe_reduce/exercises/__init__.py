@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import lesson01, lesson02, lesson03, lesson04
+from . import harness, lesson01, lesson02, lesson03, lesson04
 from .verdict import Verdict
 
 
@@ -39,17 +39,17 @@ EXERCISES = {e.name: e for e in [
              "bound the float32 rounding error of the routed sum, as a function of top_k",
              lesson01.check_bound, lambda: lesson01.bound_solution),
     Exercise("scalar_body", "02", "1. The kernel source", "write the scalar kernel body from the formula",
-             lesson02.body_checker(lesson02.scalar_body_starter, "scalar", lesson02.SCALAR_CASES),
+             lesson02.body_checker(lesson02.scalar_body_starter, "scalar", harness.SCALAR_CASES),
              lambda: lesson02.kernel_source("scalar"), lesson02.scalar_body_starter),
     Exercise("residual_flag", "02", "1. The kernel source", "add the optional residual term (HAS_RESIDUAL)",
-             lesson02.body_checker(lesson02.residual_starter, "scalar", lesson02.SCALAR_CASES),
+             lesson02.body_checker(lesson02.residual_starter, "scalar", harness.SCALAR_CASES),
              lambda: lesson02.kernel_source("scalar"), lesson02.residual_starter),
     Exercise("fix_guard", "02", "4. Threads vs threadgroups", "find the missing line (the body runs in whole blocks)",
-             lesson02.body_checker(lesson02.guard_starter, "scalar", lesson02.SCALAR_CASES, whole_blocks=True,
+             lesson02.body_checker(lesson02.guard_starter, "scalar", harness.SCALAR_CASES, whole_blocks=True,
                                    fault_hint=lesson02.GUARD_HINT),
              lambda: lesson02.kernel_source("scalar"), lesson02.guard_starter),
     Exercise("fix_row_index", "02", "5. Which thread touches which data", "fix the expert row a thread reads",
-             lesson02.body_checker(lesson02.row_index_starter, "scalar", lesson02.SCALAR_CASES),
+             lesson02.body_checker(lesson02.row_index_starter, "scalar", harness.SCALAR_CASES),
              lambda: lesson02.kernel_source("scalar"), lesson02.row_index_starter),
     Exercise("fix_launch", "02", "4. Threads vs threadgroups", "fix a launch ported from a grid counted in threadgroups",
              lesson02.check_launch, lambda: lesson02.launch_solution, lambda: lesson02.launch_starter),

@@ -7,9 +7,9 @@ from typing import Any, Callable
 from ..inputs import make_inputs
 from ..kernels import build, get_variant, kernel_source, launch_config
 from ..validate import validate
-from .harness import (SCALAR_CASES, VEC_TAIL_CASES, Case, check_body, checking_backend, compare, fresh_seed, run_case,
+from .harness import (VEC_TAIL_CASES, Case, check_body, checking_backend, compare, fresh_seed, run_case,
                       sizes_summary)
-from .verdict import Verdict, call_learner, failed, passed, same_text, unattempted
+from .verdict import Verdict, call_learner, code_answer, failed, passed, unattempted
 
 TODO = "// TODO"
 GUARD = """if (t >= uint(expert_w_shape[0])) {
@@ -75,11 +75,10 @@ def vec_tail_solution() -> str:
 
 def check_vec_tail(answer: Any) -> Verdict:
     """Check the body of the unaligned branch, run inside the rest of the vectorised kernel."""
-    if same_text(answer, vec_tail_starter()):
-        return unattempted("the branch still holds only its TODO line: write it and run the cell again.")
-    if not isinstance(answer, str):
-        return failed(f"expected the branch's code as a string, got {type(answer).__name__}")
-    return check_body(vec_parts()[0] + answer + "}\n", "vec", VEC_TAIL_CASES, fault_hint=TAIL_HINT)
+    not_code = code_answer(answer, vec_tail_starter(),
+                           "the branch still holds only its TODO line: write it and run the cell again.",
+                           "the branch's code")
+    return not_code or check_body(vec_parts()[0] + answer + "}\n", "vec", VEC_TAIL_CASES, fault_hint=TAIL_HINT)
 
 
 def body_checker(starter: Callable[[], str], variant: str, cases: tuple[Case, ...], **options: Any) -> Callable:
@@ -87,11 +86,9 @@ def body_checker(starter: Callable[[], str], variant: str, cases: tuple[Case, ..
 
     def check(answer: Any) -> Verdict:
         """Check a kernel body (a string)."""
-        if same_text(answer, starter()):
-            return unattempted("this is still the starter body: edit it and run the cell again.")
-        if not isinstance(answer, str):
-            return failed(f"expected the kernel body as a string, got {type(answer).__name__}")
-        return check_body(answer, variant, cases, **options)
+        not_code = code_answer(answer, starter(), "this is still the starter body: edit it and run the cell again.",
+                               "the kernel body")
+        return not_code or check_body(answer, variant, cases, **options)
 
     return check
 

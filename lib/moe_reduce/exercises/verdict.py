@@ -45,6 +45,15 @@ def same_text(answer: Any, starter: str) -> bool:
     return answer is None or (isinstance(answer, str) and answer.split() == starter.split())
 
 
+def code_answer(answer: Any, starter: str, untouched: str, what: str) -> Verdict | None:
+    """None when the answer is code to run; else why not: the starter untouched, or not a string of `what`."""
+    if same_text(answer, starter):
+        return unattempted(untouched)
+    if not isinstance(answer, str):
+        return failed(f"expected {what} as a string, got {type(answer).__name__}")
+    return None
+
+
 def call_learner(fn: Callable, *args: Any) -> tuple[Any, Verdict | None]:
     """Call the learner's function; (result, None), or (None, a failing verdict naming the exception)."""
     try:
