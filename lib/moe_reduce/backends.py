@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import mlx.core as mx
 import msl_host
+import msl_host.build
 
 BACKENDS = ("metal", "cuda", "host")
 SHADERS = importlib.resources.files("moe_reduce.shaders")
@@ -31,7 +31,8 @@ def available_backends() -> tuple[str, ...]:
         found.append("metal")
     if mx.cuda.is_available():
         found.append("cuda")
-    if shutil.which(os.environ.get("CXX", "c++")):
+    command = msl_host.build.compiler()
+    if command and shutil.which(command[0]):
         found.append("host")
     return tuple(found)
 
@@ -66,15 +67,24 @@ def make_kernel(name: str, source: str, input_names: tuple[str, ...], backend: s
 
 
 @functools.cache
+def nvidia_smi_gpu_name() -> str | None:
+    """The first GPU's name as nvidia-smi gives it; None where nvidia-smi is missing, fails or prints nothing."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out else None
+
+
+@functools.cache
 def device_name(backend: str) -> str | None:
     """The GPU a backend runs on, as MLX (or nvidia-smi) names it; None for the host backend."""
     if backend == "host":
         return None
     name = mx.device_info().get("device_name")
     if not name and backend == "cuda":
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, check=False).stdout.strip()
-        name = out.splitlines()[0] if out else None
+        name = nvidia_smi_gpu_name()
     return name or None
 
 

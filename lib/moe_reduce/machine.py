@@ -3,21 +3,12 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from pathlib import Path
 
 import mlx.core as mx
 
+from .backends import nvidia_smi_gpu_name
 from .impls import mlx_processor, torch_support, triton_support
-
-
-def first_line(cmd: list[str]) -> str | None:
-    """First output line of a command, or None if it fails or is missing."""
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.strip().splitlines()[0] if out.strip() else None
 
 
 def cpu_name() -> str:
@@ -48,7 +39,7 @@ def gpu_name() -> str | None:
     if mlx_processor() != "gpu":
         return None
     if mx.cuda.is_available():
-        name = first_line(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
+        name = nvidia_smi_gpu_name()
         support = torch_support()
         return name or (support.device_name() if support else None) or "NVIDIA GPU"
     return str(mx.device_info().get("device_name", "Apple GPU"))

@@ -38,8 +38,7 @@ def moe_call(runner: Callable[..., object], **options: object) -> tuple[Callable
     args = make_inputs(64, 2048, 8, seed=0).mlx("float32")
     problem = validate(*args)
     grid, group, template = kernels.launch_config("scalar", problem)
-    source = (kernels.SHADERS / kernels.VARIANTS["scalar"].file).read_text()
-    k = runner("moe_weighted_reduce", kernels.INPUT_NAMES, ["out"], source, **options)
+    k = runner("moe_weighted_reduce", kernels.INPUT_NAMES, ["out"], kernels.kernel_source("scalar"), **options)
     call = dict(inputs=list(args), template=template, grid=grid, threadgroup=group,
                 output_shapes=[(problem.n_tokens, problem.h)], output_dtypes=[mx.float32])
     return (lambda: mx.eval(k(**call))), grid[0]

@@ -31,11 +31,18 @@ OPTIONAL_FLAGS = ("-fsingle-precision-constant", "-fuse-ld=gold")
 _libraries: dict[str, ctypes.CDLL] = {}
 _lock = threading.Lock()
 _path_locks: dict[str, threading.Lock] = {}
+_failed_pch: set[str] = set()  # precompiled headers the compiler could not build (not retried)
 
 
-def compiler() -> list[str]:
-    """The host C++ compiler command: $CXX or c++."""
-    return shlex.split(os.environ.get("CXX") or "c++")
+def compiler() -> tuple[str, ...]:
+    """The host C++ compiler command: $CXX or c++ (split once per distinct value)."""
+    return split_command(os.environ.get("CXX") or "c++")
+
+
+@functools.cache
+def split_command(command: str) -> tuple[str, ...]:
+    """A command line split into words as a shell would."""
+    return tuple(shlex.split(command))
 
 
 @functools.cache
@@ -49,7 +56,7 @@ def accepts(command: tuple[str, ...], flag: str) -> bool:
 
 def flags() -> tuple[str, ...]:
     """Flags every unit (and the precompiled header) is compiled with."""
-    command = tuple(compiler())
+    command = compiler()
     return BASE_FLAGS + tuple(f for f in OPTIONAL_FLAGS if accepts(command, f))
 
 
@@ -116,13 +123,16 @@ def precompiled_header() -> list[str]:
     """Compiler arguments that use the prelude's precompiled header (built once; none where the
     compiler cannot make one, and the prelude is then parsed with every kernel). GCC looks for
     `msl_prelude.h.gch` in each include directory before the header itself; Clang is told the file."""
-    clang = is_clang(tuple(compiler()))
+    clang = is_clang(compiler())
     pch = cache_dir() / f"pch-{key(PRELUDE)[:24]}" / f"{PRELUDE}.{'pch' if clang else 'gch'}"
     with path_lock(pch):
+        if str(pch) in _failed_pch:
+            return []
         if not pch.exists():
             try:
                 run_compiler(["-x", "c++-header"], pch, INCLUDE_DIR / PRELUDE, "the msl_host headers")
             except HostCompileError:
+                _failed_pch.add(str(pch))
                 return []
     # (the key already covers the headers' text: Clang need not check their dates)
     return ["-include-pch", str(pch), "-Xclang", "-fno-validate-pch"] if clang else [f"-I{pch.parent}", "-Winvalid-pch"]

@@ -162,9 +162,9 @@ def sum_chunks(atomic: bool, **options: object) -> HostKernel:
                         SUM_CHUNKS.replace("PUBLISH", publish), atomic_outputs=atomic, **options)
 
 
-def row_launch(rows: int, n: int, reads: int = 4, max_threads: int = 1024) -> dict:
-    """Grid and threadgroup for a row kernel: enough threads for a row of n (reads each), at most 1024."""
-    threads = min(max_threads, max(32, -(-n // reads)))
+def row_launch(rows: int, n: int) -> dict:
+    """Grid and threadgroup for a row kernel: enough threads for a row of n (4 reads each), at most 1024."""
+    threads = min(1024, max(32, -(-n // 4)))
     return dict(grid=(threads, rows, 1), threadgroup=(threads, 1, 1))
 
 

@@ -49,7 +49,7 @@ class HostKernel:
         if verbose:
             print(f"Generated source code for `{self.name}`:\n```\n{text}\n```", flush=True)
         signature, library = compiled(text, self.header, self.source, self.source_name, self.bounds_check,
-                                      str(build.cache_dir()), tuple(build.compiler()))
+                                      str(build.cache_dir()), build.compiler())
         return launch.run(library, signature, self, inputs, output_shapes, output_dtypes, grid,
                           threadgroup, init_value)
 

@@ -162,11 +162,11 @@ def kernel_fault(name: str, f: FaultRecord) -> KernelFault:
     who = f"thread {thread} = threadgroup {group}, thread {local} in the threadgroup"
     fields = dict(kernel=name, kind=kind, thread=thread, threadgroup=group, thread_in_threadgroup=local,
                   source=source)
-    if f.kind == 2:
+    if kind == "misaligned":
         message = (f"kernel `{name}`: misaligned pointer into `{buffer}` at byte offset {f.index}: its type needs "
                    f"{f.elem_size}-byte alignment, by {who}")
         return KernelFault(message=message, buffer=buffer, index=f.index, **fields)
-    if f.kind == 1:
+    if kind == "out of bounds":
         size = f.last - f.first + 1
         where = "threadgroup array " if detail == "threadgroup array" else ""
         valid = f"valid {f.first}..{f.last}" if size > 0 else "none valid"
@@ -175,11 +175,11 @@ def kernel_fault(name: str, f: FaultRecord) -> KernelFault:
                    f"(it holds {size} elements, {valid}) by {who}")
         return KernelFault(message=message, buffer=buffer, index=f.index, size=size, valid=(f.first, f.last),
                            **fields)
-    if f.kind == 3:
+    if kind == "divergent barrier":
         message = f"kernel `{name}`: divergent threadgroup_barrier at {source} in threadgroup {group}: {detail}"
-    elif f.kind == 4:
+    elif kind == "inactive lane":
         message = f"kernel `{name}`: {detail}; at {source}, by {who}"
-    elif f.kind == 5:
+    elif kind == "threadgroup memory":
         message = (f"kernel `{name}`: threadgroup memory: `{buffer}` would end at byte {f.elem_size}, past the "
                    f"{TG_MEMORY_LIMIT} bytes Metal gives a threadgroup")
     else:

@@ -87,7 +87,7 @@ extern "C" __attribute__((visibility("default"))) int {entry}(
     {function}(
         {arguments});
   }};
-  return ::msl::run_grid<{fibers}, {slots}>(grid, group_size, regions, {nbuffers}, fault, body);
+  return ::msl::run_grid<{fibers}, {slots}>(G, regions, {nbuffers}, fault, body);
 }}
 """
 
@@ -227,11 +227,11 @@ def translation_unit(signature: Signature, source_name: str | None, checked: boo
     """The complete C++ text: prelude, generated kernel with #line markers, launcher."""
     generated = f"<generated source of {signature.function}>"
     body_file = source_name if source_name is not None else generated
-    prefix_lines = (signature.header + signature.signature).count("\n")
+    prefix = signature.header + signature.signature
+    prefix_lines = prefix.count("\n")
     body_line = 1 if source_name is not None else prefix_lines + 1
     closing_line = prefix_lines + signature.body.count("\n") + 2
     body, slots = rewrite_threadgroup(signature.body, checked)
-    prefix = signature.header + signature.signature
     if checked:
         prefix, body = rewrite_pointers(prefix), rewrite_pointers(body)
     function = signature.function

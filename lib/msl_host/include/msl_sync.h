@@ -808,17 +808,17 @@ struct launch_scope {
   ~launch_scope() { current = saved; }
 };
 
-// Run `body` for every thread of the grid; returns 0, or 1 after a fault.
-// Fibers: the kernel has barriers or SIMD-group functions. TgSlots: its
-// number of threadgroup declarations. Without fibers, the threads run one
+// Run `body` for every thread of the grid `G` (the launcher's, which the
+// kernel's attributes read too); returns 0, or 1 after a fault. Fibers: the
+// kernel has barriers or SIMD-group functions. TgSlots: its number of
+// threadgroup declarations. Without fibers, the threads run one
 // after the other in the loop below. run_grid is inlined into the launcher
 // and `body` (the kernel call, its arguments captured by value) is taken by
 // value: the compiler then sees that no call inside the kernel can change
 // them, and optimises the loop like a hand-written one.
 template <bool Fibers, int TgSlots, class Body>
-__attribute__((always_inline)) inline int run_grid(const unsigned* grid_in, const unsigned* group_in, const region* regions, int nregions,
+__attribute__((always_inline)) inline int run_grid(const grid_info G, const region* regions, int nregions,
              fault_record* fault, Body body) {
-  const grid_info G(grid_in, group_in);
   if (G.dispatch_count == 0) return 0;
   tg_slot slots[TgSlots > 0 ? TgSlots : 1] = {};
   char* arena = TgSlots > 0 ? static_cast<char*>(std::aligned_alloc(64, tg_memory_limit)) : nullptr;
