@@ -92,7 +92,9 @@ def test_run_info_and_threads():
     (dict(eps=float("nan")), ValueError, r"^eps: expected a finite number > 0, got nan"),
     (dict(residual=None), ValueError, r"^residual: expected an array of shape \(n_tokens, h\)"),
 ])
-def test_bad_input_raises_before_any_kernel(monkeypatch, change, error, match):
+@pytest.mark.parametrize("fn", ["moe_combine_rmsnorm", "combine_then_rmsnorm"])
+def test_bad_input_raises_before_any_kernel(monkeypatch, fn, change, error, match):
+    """The fused call and its two-step baseline check their arguments before building any kernel."""
     def no_kernel(*_a, **_kw):
         raise AssertionError("a kernel was built for a bad call")
 
@@ -100,5 +102,5 @@ def test_bad_input_raises_before_any_kernel(monkeypatch, change, error, match):
     call = {**make_fused_inputs(2, 16, 4, seed=1)._asdict(), "eps": EPS}
     call.update(change)
     with pytest.raises(error, match=match):
-        kernels.moe_combine_rmsnorm(*[call[k] for k in ("expert_w", "y_expert", "sh_logit", "y_shared", "residual",
+        getattr(kernels, fn)(*[call[k] for k in ("expert_w", "y_expert", "sh_logit", "y_shared", "residual",
                                                       "weight", "eps")], backend=BACKENDS[0])

@@ -14,6 +14,11 @@ def to_mlx_dtype(name: str) -> mx.Dtype:
     return MLX_DTYPES[name]
 
 
+def as_mlx(x):
+    """x as an mx.array (None stays None; an mx.array is not copied)."""
+    return x if x is None or isinstance(x, mx.array) else mx.array(x)
+
+
 def to_numpy(x, dtype=np.float64) -> np.ndarray:
     """A NumPy copy of a NumPy or MLX array in `dtype` (MLX bfloat16 goes through float32)."""
     if isinstance(x, mx.array):

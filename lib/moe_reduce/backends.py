@@ -53,17 +53,16 @@ def pick_backend(backend: str = "auto") -> str:
 
 
 def make_kernel(name: str, source: str, input_names: tuple[str, ...], backend: str,
-                output_names: tuple[str, ...] = ("out",), source_name: str | None = None,
-                bounds_check: bool = True) -> Any:
+                output_names: tuple[str, ...] = ("out",), source_name: str | None = None) -> Any:
     """The MLX kernel object for a kernel body on a backend: mx.fast.metal_kernel, mx.fast.cuda_kernel with
-    metal_compat.cuh, or msl_host's (`source_name` names the body in the host compiler's messages; with
-    `bounds_check` an access past a buffer's end raises msl_host.KernelFault)."""
+    metal_compat.cuh, or msl_host's (`source_name` names the body in the host compiler's messages; every buffer
+    access is checked, and one past a buffer's end raises msl_host.KernelFault)."""
     common = dict(name=name, input_names=list(input_names), output_names=list(output_names), source=source)
     if backend == "metal":
         return mx.fast.metal_kernel(**common)
     if backend == "cuda":
         return mx.fast.cuda_kernel(**common, header=read_source("metal_compat.cuh"))
-    return msl_host.metal_kernel(**common, source_name=source_name, bounds_check=bounds_check)
+    return msl_host.metal_kernel(**common, source_name=source_name)
 
 
 @functools.cache
@@ -90,8 +89,6 @@ def device_name(backend: str) -> str | None:
 
 @functools.cache
 def compile_shader(file: str, input_names: tuple[str, ...], backend: str,
-                   output_names: tuple[str, ...] = ("out",), bounds_check: bool = True) -> Any:
-    """The MLX kernel object for a body in shaders/ on a backend; cached. `bounds_check` applies to the host
-    backend only (every buffer access checked; False for speed)."""
-    return make_kernel(Path(file).stem, read_source(file), input_names, backend, output_names, f"shaders/{file}",
-                       bounds_check)
+                   output_names: tuple[str, ...] = ("out",)) -> Any:
+    """The MLX kernel object for a body in shaders/ on a backend (make_kernel); cached."""
+    return make_kernel(Path(file).stem, read_source(file), input_names, backend, output_names, f"shaders/{file}")

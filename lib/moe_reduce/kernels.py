@@ -16,7 +16,7 @@ from typing import Any, Callable, NamedTuple
 import mlx.core as mx
 
 from . import launch_table
-from .arrays import to_mlx_dtype
+from .arrays import as_mlx, to_mlx_dtype
 from .backends import compile_shader, device_name, pick_backend, read_source
 from .dtypes import ITEMSIZE, KERNEL_DTYPES
 from .inputs import CombineArgs
@@ -138,17 +138,22 @@ def placeholder(dtype: str) -> mx.array:
     return z
 
 
+def kernel_inputs(p: Problem, args: CombineArgs) -> list[mx.array]:
+    """The combine's arguments as a kernel takes them: MLX arrays, y_expert viewed as (n_tokens*top_k, h), absent
+    inputs replaced by placeholders."""
+    w, y, s, ys, r = (as_mlx(a) for a in args)
+    return [w, y.reshape(p.n_tokens * p.top_k, p.h),
+            placeholder(p.gate_dtype) if s is None else s,
+            placeholder(p.dtype) if ys is None else ys,
+            placeholder(p.dtype) if r is None else r]
+
+
 def dispatch(kernel: Callable[..., list], config: LaunchConfig, p: Problem, args: CombineArgs,
              init_value: float | None = None) -> mx.array:
-    """One kernel call on MLX arrays; y_expert viewed as (n_tokens*top_k, h), absent inputs replaced by
-    placeholders; returns out (n_tokens, h) in the activation dtype."""
-    w, y, s, ys, r = (None if a is None else a if isinstance(a, mx.array) else mx.array(a) for a in args)
-    inputs = [w, y.reshape(p.n_tokens * p.top_k, p.h),
-              placeholder(p.gate_dtype) if s is None else s,
-              placeholder(p.dtype) if ys is None else ys,
-              placeholder(p.dtype) if r is None else r]
+    """One kernel call (inputs as kernel_inputs makes them); returns out (n_tokens, h) in the activation dtype."""
+    inputs = kernel_inputs(p, args)
     (out,) = kernel(inputs=inputs, template=config.template, grid=config.grid, threadgroup=config.threadgroup,
-                    output_shapes=[(p.n_tokens, p.h)], output_dtypes=[y.dtype], init_value=init_value)
+                    output_shapes=[(p.n_tokens, p.h)], output_dtypes=[inputs[1].dtype], init_value=init_value)
     return out
 
 
@@ -196,12 +201,17 @@ def compiled_launch(backend: str, variant: str, threads: int | None) -> Callable
         return None
 
     def launch(*args: mx.array | None) -> mx.array:
-        """Validate, choose, configure and dispatch (runs at trace time only)."""
-        p = validate(*args, allowed=KERNEL_DTYPES)
-        v, n_threads, _ = choose_launch(backend, variant, threads, p)
-        return dispatch(build(v.name, backend), launch_config(v.name, p, n_threads), p, CombineArgs(*args))
+        """combine_call (runs at trace time only)."""
+        return combine_call(backend, variant, threads, CombineArgs(*args))
 
     return mx.compile(launch)
+
+
+def combine_call(backend: str, variant: str, threads: int | None, args: CombineArgs) -> mx.array:
+    """Validate, choose the launch, configure and dispatch the combine: the Python a compiled call traces."""
+    p = validate(*args, allowed=KERNEL_DTYPES)
+    v, n_threads, _ = choose_launch(backend, variant, threads, p)
+    return dispatch(build(v.name, backend), launch_config(v.name, p, n_threads), p, args)
 
 
 # ---------------------------------------------------------------- The combine fused with the next RMSNorm (lesson 04)
@@ -215,7 +225,7 @@ def fused_config(p: Problem, eps: float, threads: int | None = None) -> LaunchCo
     """One threadgroup per token, of `threads` threads (default: enough 32-thread SIMD groups to cover the row in
     16-byte accesses, at most 1024), each thread striding along the row ITERS times; the template carries W
     (elements per access: 16 bytes' worth when h allows, else 1), TOP_K, HAS_SHARED, ITERS and eps's bits."""
-    vec = 16 // ITEMSIZE[p.dtype]
+    vec = VARIANTS["vec"].outputs_per_thread(p.dtype)
     w = vec if p.h % vec == 0 else 1
     groups = -(-p.h // w)
     threads = threads or min(1024, 32 * -(-groups // 32))
@@ -243,13 +253,12 @@ def build_fused(backend: str) -> Callable[..., list]:
 
 def fused_dispatch(kernel: Callable[..., list], config: LaunchConfig, p: Problem, args: CombineArgs, weight,
                    init_value: float | None = None) -> tuple[mx.array, mx.array]:
-    """One call of a fused kernel object on MLX arrays (y_expert viewed as (n_tokens*top_k, h), an absent shared
-    expert replaced by placeholders): (hidden, normed), each (n_tokens, h) in the activation dtype."""
-    w, y, s, ys, r, wt = (None if a is None else a if isinstance(a, mx.array) else mx.array(a) for a in (*args, weight))
-    inputs = [w, y.reshape(p.n_tokens * p.top_k, p.h), placeholder(p.gate_dtype) if s is None else s,
-              placeholder(p.dtype) if ys is None else ys, r, wt]
+    """One call of a fused kernel object (the combine's inputs as kernel_inputs makes them, then weight):
+    (hidden, normed), each (n_tokens, h) in the activation dtype."""
+    inputs = kernel_inputs(p, args) + [as_mlx(weight)]
     hidden, normed = kernel(inputs=inputs, template=config.template, grid=config.grid, threadgroup=config.threadgroup,
-                            output_shapes=[(p.n_tokens, p.h)] * 2, output_dtypes=[y.dtype] * 2, init_value=init_value)
+                            output_shapes=[(p.n_tokens, p.h)] * 2, output_dtypes=[inputs[1].dtype] * 2,
+                            init_value=init_value)
     return hidden, normed
 
 
@@ -262,7 +271,7 @@ def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight
     1 + weight. Checked before anything runs; MLX arrays on a GPU backend take an mx.compile fast path."""
     args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
     if init_value is None and not return_info:
-        fast = compiled_fused(backend, threads, float(eps) if isinstance(eps, (int, float)) else eps)
+        fast = compiled_fused(backend, threads, eps)
         if fast is not None and all_mlx(*args, weight):
             return fast(*args, weight)
     backend = pick_backend(backend)
@@ -291,7 +300,31 @@ def compiled_fused(backend: str, threads: int | None, eps: Any) -> Callable[...,
 def combine_then_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps: float = 1e-6, *,
                          backend: str = "auto") -> tuple[mx.array, mx.array]:
     """Lesson 04's baseline, two kernels: our combine, then MLX's own RMSNorm (mx.fast.rms_norm), which reads
-    hidden back from memory."""
-    validate_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps, allowed=KERNEL_DTYPES)
-    hidden = moe_weighted_reduce(expert_w, y_expert, sh_logit, y_shared, residual, backend=backend)
-    return hidden, mx.fast.rms_norm(hidden, weight if isinstance(weight, mx.array) else mx.array(weight), eps)
+    hidden back from memory. Checked before anything runs; MLX arrays on a GPU backend take an mx.compile fast
+    path, as moe_combine_rmsnorm does, so the two are timed alike."""
+    args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
+    fast = compiled_two_step(backend, eps)
+    if fast is not None and all_mlx(*args, weight):
+        return fast(*args, weight)
+    return two_step_call(pick_backend(backend), args, weight, eps)
+
+
+def two_step_call(backend: str, args: CombineArgs, weight, eps: float) -> tuple[mx.array, mx.array]:
+    """Validate, our combine (variant "auto"), then mx.fast.rms_norm of its output: (hidden, normed)."""
+    validate_rmsnorm(*args, weight, eps, allowed=KERNEL_DTYPES)
+    hidden = combine_call(backend, "auto", None, args)
+    return hidden, mx.fast.rms_norm(hidden, as_mlx(weight), eps)
+
+
+@functools.cache
+def compiled_two_step(backend: str, eps: Any) -> Callable[..., tuple[mx.array, mx.array]] | None:
+    """two_step_call traced by mx.compile for a GPU backend (None for the host backend), as compiled_launch."""
+    backend = pick_backend(backend)
+    if backend == "host":
+        return None
+
+    def launch(*args: mx.array | None) -> tuple[mx.array, mx.array]:
+        """Validate, then the two kernels (runs at trace time only)."""
+        return two_step_call(backend, CombineArgs(*args[:5]), args[5], eps)
+
+    return mx.compile(launch)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from .arrays import to_numpy
+from .arrays import as_mlx, to_numpy
+from .dtypes import KERNEL_DTYPES
 from .validate import validate
 
 
@@ -77,6 +78,6 @@ def mlx_reference(expert_w, y_expert, sh_logit=None, y_shared=None, residual=Non
     """The op as plain MLX ops in the inputs' dtype, after the argument check; `compiled=True` runs it
     through mx.compile."""
     args = (expert_w, y_expert, sh_logit, y_shared, residual)
-    validate(*args, allowed=("float32", "float16", "bfloat16"))
-    args = [a if a is None or isinstance(a, mx.array) else mx.array(a) for a in args]
+    validate(*args, allowed=KERNEL_DTYPES)
+    args = [as_mlx(a) for a in args]
     return (mlx_combine_compiled if compiled else mlx_combine)(*args)
