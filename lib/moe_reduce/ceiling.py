@@ -13,9 +13,9 @@ import mlx.core as mx
 import numpy as np
 
 from .backends import compile_shader
-from .gputime import gpu_time
+from .gputime import chained_gpu_time
 from .impls import torch_support
-from .timing import TimerConfig, run_calls, sync_mlx, sync_none, time_fn
+from .timing import TimerConfig, sync_mlx, sync_none, time_fn
 
 MIX_ROWS = 10  # rows read per row written by mix.metal: top_k + 2 at top_k = 8
 
@@ -40,7 +40,7 @@ def rate(call: Callable[[int, Any], Any], sync: Callable[[list], None], traffic:
     group = cfg.graph_calls if chained else 1
     t = time_fn(call, sync, cfg=cfg, max_batch=4, flush=flush, group=group)
     calls = 8
-    g = gpu_time(lambda: run_calls(call, calls, iter(range(calls)), sync, flush, group), calls) if gpu else None
+    g = chained_gpu_time(call, calls, calls, sync, flush, group) if gpu else None
     return Rate(gbps(traffic, t.median), None if g is None else gbps(traffic, g.us * 1e-6))
 
 

@@ -14,9 +14,7 @@ from .ops import OPS
 from .sweep import SWEEP_DTYPES, Plan, default_settings, run_sweep
 from .timing import TimerConfig
 
-IMPL_NAMES = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar_k", "kernel_scalar", "mlx", "mlx_compile",
-              "numpy", "torch", "torch_compile", "torch_compile_graph", "triton", "triton_graph", "kernel_fused",
-              "kernel_two_step", "torch_compile_two_step", "triton_fused")
+IMPL_NAMES = plots.IMPL_ORDER  # every implementation name, in the figures' legend order
 
 
 def names_of(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -76,11 +74,10 @@ def cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None
     missing = [n for n in names if n not in available]
     if missing:
         parser.error(f"argument --impls: {', '.join(missing)} cannot run here (available: {', '.join(sorted(available))})")
-    if kernel_backend() is None:
-        try:
-            pick_backend()
-        except RuntimeError as e:
-            print(f"note: the kernels are not timed: {e}", file=sys.stderr)
+    try:
+        pick_backend()
+    except RuntimeError as e:
+        print(f"note: the kernels are not timed: {e}", file=sys.stderr)
     settings = default_settings(args.quick, args.dtypes, args.sweeps, not args.no_residual, not args.no_progress,
                                 not args.no_shared, args.graph_calls, args.op)
     run = run_sweep({n: available[n] for n in names}, settings, ["python", "-m", "moe_reduce", *args.argv])

@@ -11,14 +11,13 @@ from typing import Any, NamedTuple, Sequence
 from matplotlib.figure import Figure
 
 from .diagrams import draw_thread_panel
-from .dtypes import ITEMSIZE, KERNEL_DTYPES
+from .dtypes import GATE_DTYPE, ITEMSIZE, KERNEL_DTYPES
 from .results import Row, Run
 from .traffic import bytes_moved, flops
 
 TOKENS = tuple(2**i for i in range(15))  # 1 … 16384, the sweeps' n_tokens
 HIDDENS = (1, 255, 256, 257, 1000, 1024, 2048, 2880, 3584, 4096, 7168, 8192, 16384)  # awkward sizes and presets
 VARIANTS = ("scalar", "vec", "vec_k")
-GATE_DTYPE = "float32"  # router weights and gate logits, as in the sweeps
 MAP_TOKENS, MAP_TOP_K, MAP_ROW = 2, 3, 8  # the thread map's small version: at most this many tokens, k, columns
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .impls import torch_support
+from .timing import rotation, run_calls
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,10 @@ def gpu_time(run: Callable[[], Any], calls: int) -> GpuTime | None:
         return None
     names = Counter(name for name, _ in acts)
     return GpuTime(sum(us for _, us in acts) / calls, {n: c / calls for n, c in names.items()})
+
+
+def chained_gpu_time(call: Callable[[int, Any], Any], calls: int, n_sets: int, sync: Callable[[list], None],
+                     flush: Callable[[list], None] | None = None, group: int = 1, per: int = 1) -> GpuTime | None:
+    """Device time per op call of `calls` timer calls (timing.run_calls over n_sets rotating input sets, handed
+    over every `group` calls, one sync), each making `per` op calls; None without CUPTI."""
+    return gpu_time(lambda: run_calls(call, calls, rotation(n_sets), sync, flush, group), calls * per)

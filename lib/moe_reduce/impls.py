@@ -76,6 +76,11 @@ def mlx_impl(compiled: bool) -> Impl:
                 prepare_mlx, lambda dtype: fn, sync_mlx, mx.async_eval)
 
 
+def placement(backend: str) -> tuple[str, int | None]:
+    """(processor, max_outputs) of our kernels on a backend: the host path runs on the CPU, at tiny sizes only."""
+    return ("cpu", HOST_MAX_OUTPUTS) if backend == "host" else ("gpu", None)
+
+
 def kernel_impl(variant: str, backend: str) -> Impl:
     """kernels.moe_weighted_reduce with one variant ("auto": as launched by default) on one backend ('host' only
     at tiny sizes)."""
@@ -84,15 +89,14 @@ def kernel_impl(variant: str, backend: str) -> Impl:
         """The kernel call with backend and variant fixed."""
         return lambda *a: kernels.moe_weighted_reduce(*a, backend=backend, variant=variant)
 
-    proc = "cpu" if backend == "host" else "gpu"
+    proc, limit = placement(backend)
     return Impl(f"kernel_{variant}", proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx,
-                mx.async_eval, max_outputs=HOST_MAX_OUTPUTS if backend == "host" else None)
+                mx.async_eval, max_outputs=limit)
 
 
 def fused_impls(backend: str) -> list[Impl]:
     """The combine + RMSNorm (lesson 04): our fused kernel, and our combine followed by mx.fast.rms_norm."""
-    proc = "cpu" if backend == "host" else "gpu"
-    limit = HOST_MAX_OUTPUTS if backend == "host" else None
+    proc, limit = placement(backend)
     fused = lambda dtype: lambda *a: kernels.moe_combine_rmsnorm(*a, EPS, backend=backend)
     two_step = lambda dtype: lambda *a: kernels.combine_then_rmsnorm(*a, EPS, backend=backend)
     return [Impl(name, proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx, mx.async_eval,

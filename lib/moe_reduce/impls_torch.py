@@ -34,10 +34,12 @@ def to_host(out: torch.Tensor | tuple) -> Any:
     return out.float().cpu().numpy()
 
 
-def torch_impl(name: str, build: Callable[[str], Callable[..., Any]], op: str = "combine") -> Impl:
-    """One PyTorch contender on CUDA tensors."""
-    return Impl(name, "gpu", "torch-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync, to_host=to_host,
-                op=op)
+def torch_impl(name: str, build: Callable[[str], Callable[..., Any]], op: str = "combine",
+               backend: str = "torch-cuda", **options: Any) -> Impl:
+    """One contender on CUDA tensors (PyTorch's, or with backend="triton-cuda" a Triton one); `options` are
+    further Impl fields (max_outputs, graphed)."""
+    return Impl(name, "gpu", backend, ("float32", "bfloat16"), "torch", prepare, build, sync, to_host=to_host,
+                op=op, **options)
 
 
 @functools.cache
@@ -57,8 +59,7 @@ def all_impls() -> list[Impl]:
     as a serving engine runs its decode steps. `release` resets dynamo between sizes so each size compiles
     afresh, under the recompile limit."""
     return [torch_impl("torch", lambda dtype: torch_combine), torch_impl("torch_compile", compiled),
-            Impl("torch_compile_graph", "gpu", "torch-cuda", ("float32", "bfloat16"), "torch", prepare, compiled,
-                 sync, to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True),
+            torch_impl("torch_compile_graph", compiled, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True),
             torch_impl("torch_compile_two_step", lambda dtype: torch.compile(two_step, dynamic=False), "fused")]
 
 

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .impls import GRAPH_MAX_OUTPUTS, Impl
-from .impls_torch import prepare, sync, to_host
+from .impls_torch import torch_impl
 from .ops import EPS
 from .inputs import CombineArgs
 
@@ -95,23 +95,34 @@ def launch_fused(warps: int, w, y, s, ys, r, wt, eps: float) -> tuple[torch.Tens
     return hidden, normed
 
 
+def draw(shape: tuple, residual: bool) -> tuple:
+    """Fresh random CUDA inputs (w, y, s, ys, r) of one signature (see `signature`); s and ys None without the
+    shared expert, r None without the residual."""
+    (t, k), (rows, h), dtype, gate_dtype, shared, _ = shape
+    dev = "cuda"
+    return (torch.rand((t, k), device=dev, dtype=gate_dtype), torch.randn((rows, h), device=dev, dtype=dtype),
+            torch.randn((t,), device=dev, dtype=gate_dtype) if shared else None,
+            torch.randn((t, h), device=dev, dtype=dtype) if shared else None,
+            torch.randn((t, h), device=dev, dtype=dtype) if residual else None)
+
+
+def fastest(launches: dict[Any, Callable[[], Any]]) -> Any:
+    """The key of the fastest launch by triton.testing.do_bench (median kernel time, L2 flushed between calls)."""
+    timed = {key: triton.testing.do_bench(run, warmup=5, rep=20, return_mode="median") for key, run in launches.items()}
+    return min(timed, key=timed.get)
+
+
 @functools.cache
 def best_fused_warps(shape: tuple) -> int:
     """The fastest warps per program for one fused signature, as best_config does for the combine."""
-    (t, k), (rows, h), dtype, gate_dtype, shared, _ = shape
-    dev = "cuda"
-    args = (torch.rand((t, k), device=dev, dtype=gate_dtype), torch.randn((rows, h), device=dev, dtype=dtype),
-            torch.randn((t,), device=dev, dtype=gate_dtype) if shared else None,
-            torch.randn((t, h), device=dev, dtype=dtype) if shared else None,
-            torch.randn((t, h), device=dev, dtype=dtype), torch.randn((h,), device=dev, dtype=dtype))
-    timed = {n: triton.testing.do_bench(lambda n=n: launch_fused(n, *args, 1e-6), warmup=5, rep=20,
-                                        return_mode="median") for n in (1, 2, 4, 8, 16)}
-    return min(timed, key=timed.get)
+    h, dtype = shape[1][1], shape[2]
+    args = (*draw(shape, residual=True), torch.randn((h,), device="cuda", dtype=dtype))
+    return fastest({n: lambda n=n: launch_fused(n, *args, 1e-6) for n in (1, 2, 4, 8, 16)})
 
 
 def triton_combine_rmsnorm(*args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The fused op through the Triton kernel, with the best warps for its size."""
-    return launch_fused(best_fused_warps(signature(CombineArgs(*args[:5]))), *args, EPS)
+    return launch_fused(best_fused_warps(signature(args[:5])), *args, EPS)
 
 
 def candidates(h: int) -> list[Config]:
@@ -124,36 +135,25 @@ def candidates(h: int) -> list[Config]:
 def best_config(shape: tuple) -> Config:
     """The fastest configuration for one (shapes, dtypes, flags) signature, by triton.testing.do_bench
     (median kernel time, L2 flushed between calls); drawn on fresh inputs of that signature."""
-    (t, k), (rows, h), dtype, gate_dtype, shared, residual = shape
-    dev = "cuda"
-    w = torch.rand((t, k), device=dev, dtype=gate_dtype)
-    y = torch.randn((rows, h), device=dev, dtype=dtype)
-    s = torch.randn((t,), device=dev, dtype=gate_dtype) if shared else None
-    ys = torch.randn((t, h), device=dev, dtype=dtype) if shared else None
-    r = torch.randn((t, h), device=dev, dtype=dtype) if residual else None
-    timed = {c: triton.testing.do_bench(lambda c=c: launch(c, w, y, s, ys, r), warmup=5, rep=20,
-                                        return_mode="median") for c in candidates(h)}
-    return min(timed, key=timed.get)
+    args = draw(shape, residual=shape[5])
+    return fastest({c: lambda c=c: launch(c, *args) for c in candidates(shape[1][1])})
 
 
-def signature(args: CombineArgs) -> tuple:
-    """What the best configuration depends on."""
+def signature(args: CombineArgs | tuple) -> tuple:
+    """What the best configuration depends on: of the five combine arguments (w, y, s, ys, r)."""
     w, y, s, ys, r = args
     return (tuple(w.shape), tuple(y.shape), y.dtype, w.dtype, ys is not None, r is not None)
 
 
 def triton_combine(*args: Any) -> torch.Tensor:
-    """The op through the Triton kernel, in the best configuration for its size."""
-    args = CombineArgs(*args)
+    """The op through the Triton kernel, in the best configuration for its size (called with all five
+    arguments, as fn(*CombineArgs) calls it)."""
     return launch(best_config(signature(args)), *args)
 
 
 def all_impls() -> list[Impl]:
     """The Triton peer, launched from Python per call (`triton`) and captured in CUDA graphs (`triton_graph`)."""
     build: Callable[[str], Callable[..., Any]] = lambda dtype: triton_combine
-    return [Impl("triton", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync,
-                 to_host=to_host),
-            Impl("triton_graph", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare, build, sync,
-                 to_host=to_host, max_outputs=GRAPH_MAX_OUTPUTS, graphed=True),
-            Impl("triton_fused", "gpu", "triton-cuda", ("float32", "bfloat16"), "torch", prepare,
-                 lambda dtype: triton_combine_rmsnorm, sync, to_host=to_host, op="fused")]
+    return [torch_impl("triton", build, backend="triton-cuda"),
+            torch_impl("triton_graph", build, backend="triton-cuda", max_outputs=GRAPH_MAX_OUTPUTS, graphed=True),
+            torch_impl("triton_fused", lambda dtype: triton_combine_rmsnorm, "fused", backend="triton-cuda")]

@@ -94,13 +94,18 @@ def limit_lines(ax: Axes, run: Run, processor: str) -> None:
         ax.axhline(sheet, ls=":", lw=1.2, color="0.4", label=f"datasheet {sheet:,.0f} GB/s")
 
 
+def log2_x(ax: Axes) -> None:
+    """A base-2 log x-axis labelled with plain numbers."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def throughput_panel(ax: Axes, run: Run, rows: Sequence[Row], x: str) -> None:
     """Wall-time GB/s against x (log2) per implementation, with the limits dashed."""
     for impl in impls_in(rows):
         line(ax, [r for r in rows if r.impl == impl], x, "gbps", impl, ("gbps_p80", "gbps_p20"))
     limit_lines(ax, run, "gpu" if on_gpu(run) else "cpu")
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    log2_x(ax)
     ax.set_xlabel({"n_tokens": "n_tokens (tokens per call)", "h": "h (hidden size, elements)"}[x])
     ax.set_ylabel("GB/s (minimum bytes / wall time)")
     ax.set_ylim(bottom=0)
@@ -200,8 +205,7 @@ def latency_figure(run: Run, dtype: str) -> Figure:
     floor = run.meta.get("empty_kernel_us")
     if floor and on_gpu(run):
         ax.axhline(floor, ls="--", lw=1.2, color="k", label=f"{run.meta['empty_kernel_label']}: {floor:.1f} µs")
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    log2_x(ax)
     ax.set_yscale("log")
     log_axis(ax.yaxis)
     ax.set_xlabel("n_tokens (tokens per call)")
@@ -231,8 +235,7 @@ def gpu_figure(run: Run, dtype: str, ours: str = "kernel_auto", peer: str = "tri
                    lw=1.6, label=f"{ours} / {peer}, GPU time, top_k = {k}")
     right.axhline(1.0, color="k", lw=1)
     for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        log2_x(ax)
         ax.set_xlabel("n_tokens (tokens per call)")
         ax.grid(alpha=0.3, which="both")
     left.set_yscale("log")
@@ -243,21 +246,6 @@ def gpu_figure(run: Run, dtype: str, ours: str = "kernel_auto", peer: str = "tri
     right.set_ylim(bottom=0)
     right.set_title("our kernel over the Triton peer")
     fig.suptitle(title(run, "GPU time beside wall time", dtype))
-    legend(fig, 3)
-    return fig
-
-
-@styled
-def compare_figure(runs: Sequence[Run], labels: Sequence[str], dtype: str, top_k: int = 8) -> Figure:
-    """Throughput against n_tokens for several runs side by side (one panel each), in `dtype` or, for a run
-    without it, the run's first dtype."""
-    fig, axes = panels(len(runs), width=5.0 * len(runs), height=6.0)
-    for ax, run, label in zip(axes, runs, labels):
-        h = run.meta["plan"]["tokens_h"]
-        d = dtype if run.select(dtype=dtype) else run.meta["dtypes"][0]
-        throughput_panel(ax, run, run.select(dtype=d, h=h, top_k=top_k), "n_tokens")
-        ax.set_title(f"{label}\n{run.meta['device']} ({run.meta.get('kernel_backend')}, {d})")
-    fig.suptitle(f"Throughput vs n_tokens (h = 2048, top_k = {top_k})")
     legend(fig, 3)
     return fig
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import itertools
 import math
 import resource
 import sys
@@ -17,12 +16,12 @@ from tqdm import tqdm
 
 from .ceiling import best, empty_kernel_us, floor_label, gbps, traffic_ceilings
 from .check import rel_error, tolerance, worst
-from .gputime import gpu_time
+from .gputime import chained_gpu_time
 from .impls import Impl, kernel_backend, torch_support
 from .machine import cpu_name, datasheet, gpu_name, llc_bytes, versions
 from .ops import GATE_DTYPE, OPS
 from .results import Row, Run
-from .timing import GPU_TIMER, QUICK_TIMER, TimerConfig, chained, run_calls, time_fn
+from .timing import GPU_TIMER, QUICK_TIMER, TimerConfig, chained, time_fn
 
 GiB, MB = 1 << 30, 10**6
 SWEEP_DTYPES = ("float32", "bfloat16")
@@ -221,8 +220,7 @@ def measure(impl: Impl, fn: Callable[..., Any], case: SizeCase, s: Settings, lim
     g = None
     if impl.processor == "gpu":
         n = max(1, min(t.calls, GPU_TIME_CALLS // per))
-        rotation = (i % rotate for i in itertools.count())
-        g = gpu_time(lambda: run_calls(call, n, rotation, impl.sync, impl.flush, group), n * per)
+        g = chained_gpu_time(call, n, rotate, impl.sync, impl.flush, group, per)
     wall = gbps(case.bytes, t.median / per)
     dev = None if g is None else gbps(case.bytes, g.us * 1e-6)
     sz = case.size

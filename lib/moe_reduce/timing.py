@@ -60,18 +60,24 @@ def run_calls(call: Callable[[int, Any], Any], calls: int, sets: Iterator[int], 
               flush: Callable[[list], None] | None = None, group: int = 1) -> None:
     """`calls` chained calls on the next input sets, handed to the device every `group` calls, then ONE sync.
     Only the newest output of a one-output op is kept: earlier ones are freed as a model frees them, so buffers
-    are reused (each is evaluated as the next call's input). A call returning several outputs (the fused op's
-    hidden and normed) keeps them all until they are handed over: an output no later call reads would
-    otherwise be dropped unevaluated by a lazy framework."""
+    are reused (each is evaluated as the next call's input). With a flush (a lazy framework), a call returning
+    several outputs (the fused op's hidden and normed) keeps them all until they are handed over: an output no
+    later call reads would otherwise be dropped unevaluated. Without one (eager torch, Triton, NumPy) they are
+    not held, so their buffers are reused too."""
     out, pending = None, []
     for j in range(1, calls + 1):
         out = call(next(sets), out)
-        if isinstance(out, tuple):
+        if flush is not None and isinstance(out, tuple):
             pending.append(out)
         if flush is not None and (j % group == 0 or j == calls):
             flush(pending or [out])
             pending = []
     sync(pending or [out])
+
+
+def rotation(n_sets: int) -> Iterator[int]:
+    """Input set indices 0, 1, ..., n_sets - 1, 0, 1, ... without end."""
+    return (i % n_sets for i in itertools.count())
 
 
 def time_fn(call: Callable[[int, Any], Any], sync: Callable[[list], None] = sync_none, n_sets: int = 1,
@@ -82,7 +88,7 @@ def time_fn(call: Callable[[int, Any], Any], sync: Callable[[list], None] = sync
     batches of calls closed by ONE `sync(outputs)` each (run_calls); per-call time = batch time / calls.
     Lazy (MLX) calls are handed to the device by `flush([output])` every `group` calls: each call feeds the
     next (see `chained`), so one flush runs `group` dependent calls as one graph, as a model's forward pass does."""
-    sets = (i % n_sets for i in itertools.count())
+    sets = rotation(n_sets)
     cap = max(1, min(cfg.max_calls, max_batch or cfg.max_calls))
 
     def batch(calls: int) -> float:
@@ -114,11 +120,14 @@ def chained(fn: Callable[..., Any], sets: Sequence[Any]) -> tuple[Callable[[int,
     model could not overlap. The replaced input is one of the 10-12 rows read per token; at large sizes the
     previous output has left the cache long before it is read."""
     field = "residual" if sets[0].residual is not None else "y_shared" if sets[0].y_shared is not None else None
+    index = None if field is None else sets[0]._fields.index(field)
 
     def call(i: int, prev: Any) -> Any:
         """fn on set i, fed by prev."""
-        if prev is None or field is None:
+        if prev is None or index is None:
             return fn(*sets[i])
-        return fn(*sets[i]._replace(**{field: prev[0] if isinstance(prev, tuple) else prev}))
+        args = list(sets[i])
+        args[index] = prev[0] if isinstance(prev, tuple) else prev
+        return fn(*args)
 
     return call, field is not None
