@@ -3,12 +3,12 @@ names the mistake, and reports an untouched placeholder as not attempted (withou
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
+import msl_host
 import numpy as np
 import pytest
 
-from moe_reduce import exercises
+from moe_reduce import exercises, explorer
 from moe_reduce.exercises import harness, lesson01, lesson02, lesson03, lesson04
 from moe_reduce.kernels import kernel_source
 
@@ -35,6 +35,7 @@ WRONG = {
         (lesson01.bytes_mistakes()["top_k taken as 8 (this model routes each token to 10 experts)"], r"top_k taken as 8"),
         (lesson01.bytes_solution() + 1000, r"\+0\.1% off\. Count, per token"),
         (2.5, r"expected a whole number of bytes"),
+        (True, r"expected a whole number of bytes \(an int\), got True"),
     ],
     "error_bound": [
         (lambda k: (k - 1) * lesson01.U, r"at top_k = 8 your bound is 7·u, less than the worst case"),
@@ -95,7 +96,7 @@ WRONG = {
         ((375, 256), r"two tuples of three positive ints"),
     ],
     "predict_time": [
-        (lambda: lesson03.call_bytes(lesson03.committed_run(), 4096) / 4800e9 * 1e6,
+        (lambda: explorer.call_bytes(lesson03.choice(4096)) / 4800e9 * 1e6,
          r"with the datasheet bandwidth \(4,800 GB/s\)"),
         (lambda: lesson03.predict_solution() / 1e6, r"seconds, not µs"),
         (lambda: 2 * lesson03.predict_solution(), r"\+100% off"),
@@ -170,8 +171,7 @@ def test_placeholder_is_unattempted_and_quiet(name, capsys):
 
 
 @pytest.mark.parametrize("name,answer,message", [
-    pytest.param(name, *(case.values if hasattr(case, "values") else case), marks=getattr(case, "marks", ()),
-                 id=f"{name}-{i}")
+    pytest.param(name, *case, id=f"{name}-{i}")
     for name, cases in WRONG.items() for i, case in enumerate(cases)])
 def test_wrong_answer_names_the_mistake(name, answer, message):
     if name in VALUE_ANSWERS:
@@ -211,15 +211,26 @@ def test_unknown_exercise_lists_the_names():
         exercises.check("nope", None)
 
 
+def runner_fault(kind: int, buffer: str, index: int, last: int = 0) -> msl_host.KernelFault:
+    """The msl_host.KernelFault the host runner raises for a fault record of thread (765, 0, 0) of threadgroup
+    (2, 0, 0): its fields and its message, as kernel_fault words them."""
+    from msl_host.launch import FaultRecord, kernel_fault
+
+    record = FaultRecord(kind=kind, index=index, first=0, last=last, elem_size=4, buffer=buffer.encode())
+    record.pos[:], record.group[:], record.local[:] = (765, 0, 0), (2, 0, 0), (253, 0, 0)
+    return kernel_fault("your_kernel", record)
+
+
 def test_a_bounds_report_becomes_a_verdict():
-    # The fields of msl_host.KernelFault (the runner's bounds checker, branch host-runner).
-    fault = SimpleNamespace(kernel="your_kernel", kind="out of bounds", buffer="y_expert", index=6120, size=6120,
-                            thread=(765, 0, 0), threadgroup=(2, 0, 0),
-                            message="your_kernel: thread (765, 0, 0) read y_expert[6120] out of bounds")
+    fault = runner_fault(1, "y_expert", 6120, last=6119)  # kind 1: out of bounds
+    assert (fault.kind, fault.buffer, fault.index, fault.size) == ("out of bounds", "y_expert", 6120, 6120)
     v = harness.fault_message(fault, harness.Case(3, 255, 8, True, True), lesson02.GUARD_HINT)
     assert v.status == "failed" and re.search(
-        r"n_tokens=3, h=255.*your kernel read `y_expert` at element 6120, past its end \(6120 elements\), in thread "
+        r"n_tokens=3, h=255.*your kernel accessed `y_expert` at element 6120, past its end \(6120 elements\), in thread "
         r"\(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. .*guard like `if \(t >= uint\(expert_w_shape\[0\]\)\) return;`",
         v.message), v.message
-    other = SimpleNamespace(**{**vars(fault), "kind": "misaligned", "message": "misaligned read of out"})
-    assert "misaligned read of out in thread (765, 0, 0)" in harness.fault_message(other, harness.Case(1, 1, 1, True, True), "").message
+    other = runner_fault(2, "out", 6)  # kind 2: misaligned, in the runner's own sentence, which names the thread
+    case = harness.Case(1, 1, 1, True, True)
+    v = harness.fault_message(other, case, "a hint")
+    assert other.kind == "misaligned" and "misaligned pointer into `out`" in other.message
+    assert v.message == f"at {case.describe()}: {other.message}. a hint" and "by thread (765, 0, 0)" in v.message

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from moe_reduce import explorer as ex
-from moe_reduce.results import Row, Run, find_results, load_runs
+from moe_reduce.results import Row, Run, find_results, load_runs, newest
 from moe_reduce.traffic import bytes_moved
 
 
@@ -70,11 +70,11 @@ def test_readout_says_what_each_number_rests_on():
 
 
 def test_committed_h200_point_is_the_csv_row():
-    runs = [r for r in load_runs(find_results()) if r.meta.get("gpu") == "NVIDIA H200" and "float32" in r.meta["dtypes"]]
-    if not runs:
+    run = newest(load_runs(find_results()), "NVIDIA H200", "float32")
+    if run is None:
         pytest.skip("no committed NVIDIA H200 float32 run under results/")
-    d = ex.run_device(runs[0], "h200")
-    (want,) = runs[0].select(impl="kernel_vec_k", dtype="float32", n_tokens=4096, h=2048, top_k=8)
+    d = ex.run_device(run, "h200")
+    (want,) = run.select(impl="kernel_vec_k", dtype="float32", n_tokens=4096, h=2048, top_k=8)
     assert ex.measured(ex.Choice(n_tokens=4096), d) == want
 
 

@@ -112,8 +112,3 @@ def solution(name: str) -> Any:
     else:
         print(f"{inspect.getsource(solve)}\n→ {answer!r}")
     return answer
-
-
-def listing(lesson: str | None = None) -> list[Exercise]:
-    """The exercises, of one lesson or all, in lesson order."""
-    return [e for e in EXERCISES.values() if lesson in (None, e.lesson)]

@@ -9,7 +9,8 @@ from ..inputs import make_inputs
 from ..models import MODELS
 from ..reference import reference_f64, reference_kernel_order, sigmoid
 from ..traffic import bytes_moved
-from .verdict import Verdict, call_learner, failed, passed, unattempted
+from .harness import fresh_seed, term_scale
+from .verdict import Verdict, call_learner, check_count, failed, passed, unattempted
 
 # ------------------------------------------------------------------ the stable sigmoid
 
@@ -97,18 +98,11 @@ def bytes_mistakes() -> dict[str, int]:
 
 def check_bytes(answer: Any) -> Verdict:
     """An integer count of bytes, against traffic.bytes_moved; names the slip when the answer matches one."""
-    if answer is None:
-        return unattempted("set my_bytes to your count (an int).")
-    if not isinstance(answer, (int, np.integer)):
-        return failed(f"expected a whole number of bytes (an int), got {answer!r}")
     right = bytes_solution()
-    if answer == right:
-        return passed(f"{right:,} bytes, as traffic.bytes_moved counts them.")
-    slip = next((what for what, value in bytes_mistakes().items() if value == answer), None)
-    if slip:
-        return failed(f"{answer:,} is the count with {slip}.")
-    return failed(f"{answer:,} is {100 * (answer - right) / right:+.1f}% off. Count, per token: top_k expert rows, "
-                  "y_shared, residual and out (h activations each), then top_k router weights and one gate logit.")
+    return check_count(answer, "my_bytes", right, bytes_mistakes(),
+                       f"{right:,} bytes, as traffic.bytes_moved counts them.",
+                       "Count, per token: top_k expert rows, y_shared, residual and out (h activations each), then "
+                       "top_k router weights and one gate logit.", digits=1, every_slip=False)
 
 
 # ------------------------------------------------------------------ the float32 rounding bound
@@ -124,11 +118,10 @@ def bound_solution(top_k: int) -> float:
 
 def observed_ratio(n_tokens: int, h: int, top_k: int) -> tuple[float, tuple[int, int], int]:
     """Largest |kernel order − oracle| / Σ_k|w·y| of the routed sum on fresh inputs; (ratio, element, seed)."""
-    seed = int(np.random.SeedSequence().entropy % 2**32)
+    seed = fresh_seed()
     x = make_inputs(n_tokens, h, top_k, residual=False, shared=False, seed=seed)
     err = np.abs(reference_kernel_order(*x).astype(np.float64) - reference_f64(*x))
-    scale = np.abs(x.expert_w.astype(np.float64)[:, :, None] * x.y_expert.reshape(n_tokens, top_k, h)).sum(axis=1)
-    ratio = err / scale
+    ratio = err / term_scale(x)  # Σ_k|w·y| in float64: no residual, no shared expert here
     i = int(np.argmax(ratio))
     return float(ratio.flat[i]), divmod(i, h), seed
 

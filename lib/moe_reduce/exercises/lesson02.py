@@ -142,6 +142,12 @@ def run_launch(variant: str, case: Case, launch: tuple) -> Verdict | None:
     return None
 
 
+def launch_verdict(variant: str, case: Case, launch: Any) -> Verdict | None:
+    """None if a launch has MLX's shape and runs the package's kernel right and not wastefully, else a verdict."""
+    error = launch_shape_error(launch)
+    return failed(error) if error else run_launch(variant, case, launch)
+
+
 def check_launch(answer: Any) -> Verdict:
     """Check a fixed launch function (n_tokens, h) -> (grid, threadgroup) on the scalar kernel."""
     if answer is None:
@@ -156,7 +162,7 @@ def check_launch(answer: Any) -> Verdict:
         return unattempted("your function still returns the starter's launch (a grid of ceil(n/256)); fix it and "
                            "run the cell again.")
     for case, launch in zip(LAUNCH_CASES, results):
-        verdict = failed(launch_shape_error(launch)) if launch_shape_error(launch) else run_launch("scalar", case, launch)
+        verdict = launch_verdict("scalar", case, launch)
         if verdict is not None:
             return verdict
     return passed(f"every output of the scalar kernel is written, by no more threads than it needs, at "
@@ -167,9 +173,7 @@ def check_grid(answer: Any) -> Verdict:
     """Check a (grid, threadgroup) for the vec kernel at GRID_CASE."""
     if answer is None:
         return unattempted("set my_grid to (grid, threadgroup), e.g. ((1, 1, 1), (256, 1, 1)).")
-    error = launch_shape_error(answer)
-    verdict = failed(error) if error else run_launch("vec", GRID_CASE, answer)
-    return verdict or passed(f"the vec kernel writes every output at {GRID_CASE.describe()}, one thread per "
+    return launch_verdict("vec", GRID_CASE, answer) or passed(f"the vec kernel writes every output at {GRID_CASE.describe()}, one thread per "
                              f"{get_variant('vec').outputs_per_thread(GRID_CASE.dtype)} outputs.")
 
 

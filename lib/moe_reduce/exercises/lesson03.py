@@ -1,68 +1,81 @@
 """Lesson 03's exercises, checked against the committed runs in results/ (chosen by the GPU and dtype in their
-metadata, not by folder name, so a re-measured run changes the expected answers with it)."""
+metadata, not by folder name, so a re-measured run changes the expected answers with it). Bytes, predicted and
+measured times come from moe_reduce.explorer, as the lesson's explorer shows them."""
 from __future__ import annotations
 
 from typing import Any
 
-from .. import results
-from ..explorer import PRESETS
-from ..traffic import bytes_moved
+from .. import explorer, results
 from .verdict import Verdict, failed, passed, unattempted
 
-GPU, IMPL, H, TOP_K = "NVIDIA H200", "kernel_vec_k", 2048, 8
+GPU, VARIANT, H, TOP_K = "NVIDIA H200", "vec_k", 2048, 8
+IMPL = f"kernel_{VARIANT}"
 PREDICT_TOKENS = 4096
 
 
-def committed_run(gpu: str = GPU, dtype: str = "float32") -> results.Run | None:
-    """The newest committed run on that GPU holding that dtype, or None."""
-    return results.newest(results.load_runs(results.find_results()), gpu, dtype)
+def committed_run() -> results.Run | None:
+    """The newest committed float32 run on GPU, or None."""
+    return results.newest(results.load_runs(results.find_results()), GPU, "float32")
 
 
-def no_run(dtype: str) -> Verdict:
-    """The verdict when results/ holds no run to check against."""
-    return failed(f"no committed {GPU} run in {dtype} under results/: this exercise reads one (see results/README.md).")
+def choice(n_tokens: int, dtype: str = "float32") -> explorer.Choice:
+    """The exercise's call at n_tokens: h = H, top_k = TOP_K, residual and shared expert on, the VARIANT kernel."""
+    return explorer.Choice(n_tokens=n_tokens, h=H, top_k=TOP_K, dtype=dtype, residual=True, shared=True,
+                           variant=VARIANT)
 
 
-def ceiling_gbps(run: results.Run) -> float:
-    """The run's ceiling on its GPU (its best traffic kernel), in GB/s."""
-    return run.meta["ceiling_gbps"]["gpu"]
+def device(run: results.Run) -> explorer.Device:
+    """The run's GPU at its measured ceiling."""
+    return explorer.run_device(run, GPU)
 
 
-def call_bytes(run: results.Run, n_tokens: int) -> int:
-    """Minimum bytes of one call at the exercise's shape, gates in the run's gate dtype."""
-    return bytes_moved(n_tokens, TOP_K, H, "float32", residual=True, gate_dtype=run.meta["gate_dtype"])
+def measured(run: results.Run, n_tokens: int) -> results.Row | None:
+    """The run's row of IMPL at the exercise's call at n_tokens, or None."""
+    return explorer.measured(choice(n_tokens), device(run))
 
 
-def measured(run: results.Run, n_tokens: int, impl: str = IMPL) -> results.Row:
-    """The run's row of impl at (n_tokens, H, TOP_K) in float32, residual and shared expert on."""
-    (row,) = run.select(impl=impl, dtype="float32", n_tokens=n_tokens, h=H, top_k=TOP_K, residual=True, shared=True)
-    return row
+def bytes_us(run: results.Run, n_tokens: int) -> float:
+    """µs the call's minimum bytes take at the run's ceiling."""
+    return explorer.predicted_us(choice(n_tokens), device(run))
+
+
+def swept(run: results.Run) -> list[int]:
+    """The n_tokens the run measured IMPL at (float32, h = H, top_k = TOP_K), ascending."""
+    return sorted(r.n_tokens for r in run.select(impl=IMPL, dtype="float32", h=H, top_k=TOP_K))
+
+
+def run_to_check(answer: Any, ask: str) -> tuple[results.Run | None, Verdict | None]:
+    """(the committed run, None), or (None, the verdict when the answer is still None or there is no run)."""
+    if answer is None:
+        return None, unattempted(ask)
+    run = committed_run()
+    if run is None:
+        return None, failed(f"no committed {GPU} run in float32 under results/: this exercise reads one (see "
+                            "results/README.md).")
+    return run, None
 
 
 # ------------------------------------------------------------------ predict a time from the bandwidth
 
-def predict_solution() -> float:
+def predict_solution(run: results.Run | None = None) -> float:
     """µs per call at the run's ceiling: minimum bytes / ceiling."""
-    run = committed_run()
-    return call_bytes(run, PREDICT_TOKENS) / (ceiling_gbps(run) * 1e9) * 1e6
+    return bytes_us(committed_run() if run is None else run, PREDICT_TOKENS)
 
 
 def check_predict(answer: Any) -> Verdict:
     """A predicted µs per call within 1% of bytes / measured ceiling; then the measured time beside it."""
-    if answer is None:
-        return unattempted("set my_time_us to your prediction in µs.")
-    run = committed_run()
-    if run is None:
-        return no_run("float32")
+    run, verdict = run_to_check(answer, "set my_time_us to your prediction in µs.")
+    if verdict:
+        return verdict
     if not isinstance(answer, (int, float)) or answer <= 0:
         return failed(f"expected a positive time in µs, got {answer!r}")
-    right, nbytes, ceiling = predict_solution(), call_bytes(run, PREDICT_TOKENS), ceiling_gbps(run)
-    datasheet = next(d.gbps for d in PRESETS if d.label.startswith(GPU))
-    slips = {f"the datasheet bandwidth ({datasheet:,.0f} GB/s) instead of the measured ceiling": nbytes / datasheet / 1e3,
+    right, nbytes, ceiling = predict_solution(run), explorer.call_bytes(choice(PREDICT_TOKENS)), device(run).gbps
+    datasheet = next(d for d in explorer.PRESETS if d.label.startswith(GPU))
+    slips = {f"the datasheet bandwidth ({datasheet.gbps:,.0f} GB/s) instead of the measured ceiling":
+             explorer.predicted_us(choice(PREDICT_TOKENS), datasheet),
              "seconds, not µs": right / 1e6, "ms, not µs": right / 1e3,
              "GiB/s (2^30 bytes) for GB/s": nbytes / (ceiling * 2**30) * 1e6,
-             "bfloat16 bytes (2 per activation)": bytes_moved(PREDICT_TOKENS, TOP_K, H, "bfloat16", gate_dtype="float32")
-             / (ceiling * 1e9) * 1e6}
+             "bfloat16 bytes (2 per activation)": explorer.predicted_us(choice(PREDICT_TOKENS, "bfloat16"), device(run))}
     if abs(answer - right) <= 0.01 * right:
         row = measured(run, PREDICT_TOKENS)
         return passed(f"{nbytes:,} bytes at {ceiling:,.1f} GB/s ({run.source}, {run.meta['date']}) take {right:.1f} µs. "
@@ -77,36 +90,32 @@ def check_predict(answer: Any) -> Verdict:
 
 # ------------------------------------------------------------------ where the fixed cost stops dominating
 
-def crossover_solution() -> int:
+def crossover_solution(run: results.Run | None = None) -> int:
     """The smallest swept n_tokens whose bytes, at the ceiling, take longer than the measured one-token call."""
-    run = committed_run()
+    run = committed_run() if run is None else run
     fixed = measured(run, 1).median_us
-    swept = sorted(r.n_tokens for r in run.select(impl=IMPL, dtype="float32", h=H, top_k=TOP_K))
-    return next(t for t in swept if call_bytes(run, t) / (ceiling_gbps(run) * 1e3) > fixed)
+    return next(t for t in swept(run) if bytes_us(run, t) > fixed)
 
 
 def check_crossover(answer: Any) -> Verdict:
     """A swept n_tokens: the first whose bytes time at the ceiling passes the one-token call's time."""
-    if answer is None:
-        return unattempted("set my_n_tokens to a swept n_tokens.")
-    run = committed_run()
-    if run is None:
-        return no_run("float32")
-    swept = sorted(r.n_tokens for r in run.select(impl=IMPL, dtype="float32", h=H, top_k=TOP_K))
-    if answer not in swept:
-        return failed(f"{answer!r} is not a swept n_tokens; the run has {swept}.")
-    fixed, right = measured(run, 1).median_us, crossover_solution()
-    bytes_us = call_bytes(run, answer) / (ceiling_gbps(run) * 1e3)
+    run, verdict = run_to_check(answer, "set my_n_tokens to a swept n_tokens.")
+    if verdict:
+        return verdict
+    tokens = swept(run)
+    if answer not in tokens:
+        return failed(f"{answer!r} is not a swept n_tokens; the run has {tokens}.")
+    fixed, right = measured(run, 1).median_us, crossover_solution(run)
     if answer == right:
-        return passed(f"at n_tokens = {answer} the bytes take {bytes_us:.1f} µs at the ceiling, more than the "
-                      f"{fixed:.1f} µs of a one-token call; the run measured {measured(run, answer).median_us:.1f} µs.")
+        return passed(f"at n_tokens = {answer} the bytes take {bytes_us(run, answer):.1f} µs at the ceiling, more than "
+                      f"the {fixed:.1f} µs of a one-token call; the run measured {measured(run, answer).median_us:.1f} µs.")
     if answer < right:
-        return failed(f"at n_tokens = {answer} the bytes take only {bytes_us:.2f} µs at {ceiling_gbps(run):,.0f} GB/s, "
-                      f"less than the {fixed:.1f} µs a one-token call costs: the fixed part still dominates.")
-    before = swept[swept.index(answer) - 1]
+        return failed(f"at n_tokens = {answer} the bytes take only {bytes_us(run, answer):.2f} µs at "
+                      f"{device(run).gbps:,.0f} GB/s, less than the {fixed:.1f} µs a one-token call costs: the fixed "
+                      "part still dominates.")
+    before = tokens[tokens.index(answer) - 1]
     return failed(f"at n_tokens = {before}, the swept size before {answer}, the bytes already take "
-                  f"{call_bytes(run, before) / (ceiling_gbps(run) * 1e3):.1f} µs, more than the {fixed:.1f} µs "
-                  "of a one-token call.")
+                  f"{bytes_us(run, before):.1f} µs, more than the {fixed:.1f} µs of a one-token call.")
 
 
 # ------------------------------------------------------------------ read a plot
@@ -114,26 +123,28 @@ def check_crossover(answer: Any) -> Verdict:
 PLOT_TOKENS = 16384
 
 
-def half_ceiling_solution() -> set[str]:
+def plot_rows(run: results.Run) -> list[results.Row]:
+    """The run's float32 rows at PLOT_TOKENS, h = H, top_k = TOP_K: one per implementation in the figure."""
+    return run.select(dtype="float32", n_tokens=PLOT_TOKENS, h=H, top_k=TOP_K)
+
+
+def half_ceiling_solution(run: results.Run | None = None) -> set[str]:
     """The implementations at or above half the ceiling at PLOT_TOKENS in the committed float32 run."""
-    return {r.impl for r in committed_run().select(dtype="float32", n_tokens=PLOT_TOKENS, h=H, top_k=TOP_K)
-            if r.pct_of_ceiling >= 50}
+    return {r.impl for r in plot_rows(committed_run() if run is None else run) if r.pct_of_ceiling >= 50}
 
 
 def check_half_ceiling(answer: Any) -> Verdict:
     """A set of implementation names, against the run's rows."""
-    if answer is None:
-        return unattempted("set my_impls to a set of implementation names, e.g. {\"mlx\"}.")
-    run = committed_run()
-    if run is None:
-        return no_run("float32")
-    rows = {r.impl: r for r in run.select(dtype="float32", n_tokens=PLOT_TOKENS, h=H, top_k=TOP_K)}
+    run, verdict = run_to_check(answer, "set my_impls to a set of implementation names, e.g. {\"mlx\"}.")
+    if verdict:
+        return verdict
+    rows = {r.impl: r for r in plot_rows(run)}
     if isinstance(answer, str) or not all(isinstance(a, str) for a in answer):
         return failed(f"expected a set of implementation names, got {answer!r}")
     unknown = set(answer) - set(rows)
     if unknown:
         return failed(f"not in the figure: {sorted(unknown)}; its implementations are {sorted(rows)}.")
-    right = half_ceiling_solution()
+    right = half_ceiling_solution(run)
     pct = lambda names: ", ".join(f"{n} ({rows[n].pct_of_ceiling:.1f}%)" for n in sorted(names))  # noqa: E731
     if set(answer) == right:
         return passed(f"{pct(right)} of the ceiling at n_tokens = {PLOT_TOKENS}.")

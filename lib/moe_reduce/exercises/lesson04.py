@@ -14,18 +14,17 @@ from ..backends import make_kernel, read_source
 from ..check import tolerance
 from ..dtypes import ITEMSIZE
 from ..inputs import CombineArgs, make_fused_inputs
-from ..kernels import FUSED_FILE, FUSED_INPUTS, FUSED_OUTPUTS, build_fused, fused_config, fused_dispatch
+from ..kernels import FUSED_FILE, FUSED_INPUTS, FUSED_OUTPUTS, LaunchConfig, build_fused, fused_config, fused_dispatch
 from ..models import MODELS
 from ..reference import reference_combine_rmsnorm_f64
 from ..traffic import bytes_fused, bytes_two_step
 from ..validate import validate_rmsnorm
-from .harness import LEARNER_ERRORS, checking_backend, error_message, fault_message, fresh_seed
-from .lesson02 import launch_shape_error
-from .verdict import Verdict, code_answer, failed, passed, unattempted
+from .harness import LEARNER_ERRORS, NAN, checking_backend, error_message, fault_message, fresh_seed
+from .lesson01 import BYTES_DTYPE, BYTES_MODEL, BYTES_TOKENS
+from .lesson02 import TODO, launch_shape_error
+from .verdict import Verdict, check_count, code_answer, failed, passed, unattempted
 
 EPS = 1e-6
-NAN = float("nan")
-TODO = "// TODO"
 
 
 class FusedCase(NamedTuple):
@@ -43,26 +42,17 @@ class FusedCase(NamedTuple):
                 f"{'on' if self.shared else 'off'}, {self.dtype}")
         return text if threads is None else f"{text}, {threads} threads = {threads // 32} SIMD groups per threadgroup"
 
-    def threads(self) -> int:
-        """The threadgroup size the kernel gets by default (kernels.fused_config)."""
-        return fused_config(validate_rmsnorm(*self.inputs(0), EPS), EPS).threadgroup[0]
-
     def inputs(self, seed: int) -> Any:
         """Fresh inputs of this size as MLX arrays (FusedArgs)."""
         return make_fused_inputs(self.n_tokens, self.h, self.top_k, shared=self.shared, seed=seed).mlx(self.dtype)
 
 
-# ------------------------------------------------------------------ the bytes fusion saves
+# ------------------------------------------------------------------ the bytes fusion saves (lesson 01's preset)
 
-BYTES_MODEL, BYTES_TOKENS, BYTES_DTYPE = "Qwen3-Next-80B-A3B", 16, "bfloat16"
-
-
-def two_step_bytes(**change: Any) -> int:
+def two_step_bytes() -> int:
     """traffic's count for the two-step at the question's preset (activations bfloat16, gates float32)."""
     m = MODELS[BYTES_MODEL]
-    kw = dict(n_tokens=BYTES_TOKENS, top_k=m.top_k, h=m.h, dtype=BYTES_DTYPE, gate_dtype="float32",
-              shared=m.gated_shared) | change
-    return bytes_two_step(**kw)
+    return bytes_two_step(BYTES_TOKENS, m.top_k, m.h, BYTES_DTYPE, "float32", m.gated_shared)
 
 
 def saved_solution() -> int:
@@ -85,20 +75,12 @@ def saved_mistakes() -> dict[str, int]:
 
 
 def check_saved(answer: Any) -> Verdict:
-    """An integer count of bytes saved, against traffic; names the slip when the answer matches one."""
-    if answer is None:
-        return unattempted("set my_saved to your count (an int).")
-    if not isinstance(answer, (int, np.integer)) or isinstance(answer, bool):
-        return failed(f"expected a whole number of bytes (an int), got {answer!r}")
+    """An integer count of bytes saved, against traffic; names the slips when the answer matches some."""
     right, total = saved_solution(), two_step_bytes()
-    if answer == right:
-        return passed(f"{right:,} bytes, hidden read back once: {right / total:.1%} of the two-step's {total:,} "
-                      "(traffic.bytes_two_step − traffic.bytes_fused).")
-    slips = [what for what, value in saved_mistakes().items() if value == answer]
-    if slips:
-        return failed(f"{answer:,} is the count with " + "; or with ".join(slips) + ".")
-    return failed(f"{answer:,} is {100 * (answer - right) / right:+.0f}% off. List what each version reads and writes "
-                  "per call; the fused kernel skips one of them.")
+    return check_count(answer, "my_saved", right, saved_mistakes(),
+                       f"{right:,} bytes, hidden read back once: {right / total:.1%} of the two-step's {total:,} "
+                       "(traffic.bytes_two_step − traffic.bytes_fused).",
+                       "List what each version reads and writes per call; the fused kernel skips one of them.", digits=0)
 
 
 # ------------------------------------------------------------------ the launch
@@ -113,12 +95,12 @@ def grid_solution() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     return config.grid, config.threadgroup
 
 
-def fused_outputs_verdict(hidden: np.ndarray, normed: np.ndarray, args: Any, case: FusedCase, threads: int,
-                          seed: int) -> Verdict | None:
+def fused_outputs_verdict(hidden: np.ndarray, normed: np.ndarray, args: Any, case: FusedCase,
+                          config: LaunchConfig, seed: int) -> Verdict | None:
     """None when both outputs match the float64 oracle, else a verdict naming the first wrong element, the thread
-    that makes it, and, for normed with hidden right, what the row's scale came out as."""
+    (of the launch `config`) that makes it, and, for normed with hidden right, what the row's scale came out as."""
     ref_h, ref_n = reference_combine_rmsnorm_f64(*args, EPS)
-    w = dict(fused_config(validate_rmsnorm(*args, EPS), EPS, threads).template)["W"]
+    threads, w = config.threadgroup[0], dict(config.template)["W"]
     where = f"at {case.describe(threads)} (make_fused_inputs seed {seed}): "
     for name, out, ref in (("hidden", hidden, ref_h), ("normed", normed, ref_n)):
         rms = np.sqrt(np.mean(ref * ref, axis=1, keepdims=True))
@@ -172,16 +154,8 @@ def run_fused(kernel: Any, case: FusedCase, grid: tuple | None = None,
     config = fused_config(p, EPS, threadgroup[0] if threadgroup else None)
     config = config._replace(grid=grid or config.grid, threadgroup=threadgroup or config.threadgroup)
     hidden, normed = fused_dispatch(kernel, config, p, CombineArgs(*args[:5]), args.weight, NAN)
-    return (fused_outputs_verdict(to_numpy(hidden), to_numpy(normed), args, case, config.threadgroup[0], seed),
+    return (fused_outputs_verdict(to_numpy(hidden), to_numpy(normed), args, case, config, seed),
             config.threadgroup[0])
-
-
-def fault_verdict(fault: msl_host.KernelFault, case: FusedCase, hint: str) -> Verdict:
-    """The runner's report as a verdict: an access out of bounds as the harness words it; anything else (a
-    divergent barrier, an inactive lane) in the runner's own sentence, which names the threads."""
-    if fault.kind == "out of bounds" and fault.buffer is not None:
-        return fault_message(fault, case, hint)
-    return failed(f"at {case.describe()}: {fault.message}. {hint}")
 
 
 LAUNCH_HINT = ("Threadgroup t of the grid makes token t: a grid of more than n_tokens threadgroups starts threadgroups "
@@ -202,7 +176,7 @@ def check_grid(answer: Any) -> Verdict:
     try:
         verdict, threads = run_fused(build_fused(checking_backend()), c, grid, group)
     except msl_host.KernelFault as fault:
-        return fault_verdict(fault, c, LAUNCH_HINT)
+        return fault_message(fault, c, LAUNCH_HINT)
     except ValueError as e:
         return failed(str(e))
     if verdict is not None:
@@ -274,17 +248,19 @@ def check_reduce(answer: Any) -> Verdict:
     try:
         kernel = make_kernel("your_kernel", before + answer + after, FUSED_INPUTS, backend, FUSED_OUTPUTS,
                              source_name="your answer")
+        threads = []
         for case in REDUCE_CASES:
             try:
-                verdict, _ = run_fused(kernel, case)
+                verdict, n = run_fused(kernel, case)
             except msl_host.KernelFault as fault:
-                return fault_verdict(fault, case, REDUCE_HINTS.get("partial" if fault.buffer == "partial"
+                return fault_message(fault, case, REDUCE_HINTS.get("partial" if fault.buffer == "partial"
                                                                    else fault.kind, ""))
             if verdict is not None:
                 return verdict
+            threads.append(n)
     except LEARNER_ERRORS as e:
         return error_message(e)
-    groups = sorted({c.threads() // 32 for c in REDUCE_CASES})
+    groups = sorted({n // 32 for n in threads})
     return passed(f"hidden and normed match the float64 oracle at {len(REDUCE_CASES)} sizes (h "
                   f"{', '.join(str(c.h) for c in REDUCE_CASES)}; {', '.join(str(g) for g in groups)} SIMD groups per "
                   f"threadgroup; float32 and bfloat16) on the {backend} backend, outputs poisoned, fresh inputs.")

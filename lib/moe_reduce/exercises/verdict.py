@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 MARKS = {"passed": "✓", "failed": "✗", "unattempted": "·"}
 
 
@@ -60,3 +62,20 @@ def call_learner(fn: Callable, *args: Any) -> tuple[Any, Verdict | None]:
         return fn(*args), None
     except Exception as e:  # the learner's code may raise anything; report it, never re-raise
         return None, failed(f"your function raised {type(e).__name__}: {e}")
+
+
+def check_count(answer: Any, variable: str, right: int, mistakes: dict[str, int], praise: str, hint: str, *,
+                digits: int, every_slip: bool = True) -> Verdict:
+    """An integer count of bytes (a bool is no count) against the right one: passes with `praise`; else names the
+    slips (`mistakes`: what was slipped -> the count it gives) the answer equals, every one or the first, or says
+    how far off it is (to `digits` decimals) and gives `hint`."""
+    if answer is None:
+        return unattempted(f"set {variable} to your count (an int).")
+    if not isinstance(answer, (int, np.integer)) or isinstance(answer, bool):
+        return failed(f"expected a whole number of bytes (an int), got {answer!r}")
+    if answer == right:
+        return passed(praise)
+    slips = [what for what, value in mistakes.items() if value == answer][: None if every_slip else 1]
+    if slips:
+        return failed(f"{answer:,} is the count with " + "; or with ".join(slips) + ".")
+    return failed(f"{answer:,} is {100 * (answer - right) / right:+.{digits}f}% off. {hint}")
