@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from moe_reduce.inputs import CombineArgs
-from moe_reduce.timing import TimerConfig, chained, run_calls, time_fn
+from moe_reduce.timing import TimerConfig, chained, hands_over, run_calls, time_fn
 
 
 class FakeClock:
@@ -57,7 +57,8 @@ def test_max_s_stops_early_but_not_under_min_repeats():
 
 
 def test_chains_calls_and_flushes_in_groups():
-    """Each call gets the previous call's output (None first in a batch); flush sees every 4th output and the last."""
+    """Each call gets the previous call's output (None first in a batch); flush sees the 1st, 2nd and then every
+    4th output, and the last."""
     clock, log, flushed = FakeClock(), [], []
 
     def call(i: int, prev):
@@ -71,7 +72,7 @@ def test_chains_calls_and_flushes_in_groups():
     last = log[-10:]  # the final timed batch
     assert last[0] is None and last[1:] == list(range(len(log) - 9, len(log)))
     start = len(log) - 10
-    assert flushed[-3:] == [start + 4, start + 8, start + 10]
+    assert flushed[-5:] == [start + 1, start + 2, start + 4, start + 8, start + 10]
 
 
 @pytest.mark.parametrize("residual, shared, field", [(True, True, "residual"), (True, False, "residual"),
@@ -101,3 +102,10 @@ def test_every_output_of_a_multi_output_call_is_handed_over():
     run_calls(call, 10, iter(range(10)), sync=lambda outs: None, flush=flushed.extend, group=4)
     assert [out[1] for out in flushed] == [f"normed{n}" for n in range(10)]
     assert fed == [None] + [(f"hidden{n}", f"normed{n}") for n in range(9)]
+
+
+def test_hand_over_from_the_first_call():
+    """Calls 1, 2, 4, ... reach the device before a whole group is built; then every group-th and the last."""
+    assert [j for j in range(1, 201) if hands_over(j, 200, 64)] == [1, 2, 4, 8, 16, 32, 64, 128, 192, 200]
+    assert [j for j in range(1, 6) if hands_over(j, 5, 1)] == [1, 2, 3, 4, 5]
+    assert [j for j in range(1, 31) if hands_over(j, 30, 64)] == [1, 2, 4, 8, 16, 30]

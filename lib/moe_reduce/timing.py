@@ -56,9 +56,16 @@ def sync_none(outs: list) -> None:
     """NumPy has finished by the time a call returns."""
 
 
+def hands_over(j: int, calls: int, group: int) -> bool:
+    """Whether call j (1-based) of a batch of `calls` is handed to the device: calls 1, 2, 4, ... up to `group`,
+    then every `group`-th, and the last. The device starts on the first call while the host builds the next
+    ones, instead of idling until a whole group is built."""
+    return j == calls or j % group == 0 or (j < group and j & (j - 1) == 0)
+
+
 def run_calls(call: Callable[[int, Any], Any], calls: int, sets: Iterator[int], sync: Callable[[list], None],
               flush: Callable[[list], None] | None = None, group: int = 1) -> None:
-    """`calls` chained calls on the next input sets, handed to the device every `group` calls, then ONE sync.
+    """`calls` chained calls on the next input sets, handed to the device as `hands_over` says, then ONE sync.
     Only the newest output of a one-output op is kept: earlier ones are freed as a model frees them, so buffers
     are reused (each is evaluated as the next call's input). With a flush (a lazy framework), a call returning
     several outputs (the fused op's hidden and normed) keeps them all until they are handed over: an output no
@@ -69,7 +76,7 @@ def run_calls(call: Callable[[int, Any], Any], calls: int, sets: Iterator[int], 
         out = call(next(sets), out)
         if flush is not None and isinstance(out, tuple):
             pending.append(out)
-        if flush is not None and (j % group == 0 or j == calls):
+        if flush is not None and hands_over(j, calls, group):
             flush(pending or [out])
             pending = []
     sync(pending or [out])
