@@ -33,6 +33,13 @@ __device__ inline float fma(float a, float b, float c) { return ::fmaf(a, b, c);
 __device__ inline float rsqrt(float x) { return ::rsqrtf(x); }
 __device__ inline bool isnan(float x) { return ::isnan(x); }
 
+// metal::fast::: the GPU's approximate exp and division (a few ulp; CUDA's __expf and __fdividef), as Metal's
+// fast:: functions are. __fdividef(x, y) is x * (1/y): no branch to a slow path, and 0 for an infinite y.
+namespace fast {
+__device__ inline float exp(float x) { return ::__expf(x); }
+__device__ inline float divide(float x, float y) { return ::__fdividef(x, y); }
+}  // namespace fast
+
 // metal::vec<T, N>: N elements of T loaded and stored as one aligned access.
 template <typename T, int N>
 struct alignas(sizeof(T) * N) vec {

@@ -1,0 +1,86 @@
+"""What issuing one MLX call costs the host. At one token a call's GPU work is a few µs, so a chain of calls runs
+as fast as the host can record and hand them over: `calls` chained calls (each output feeding the next), handed to
+the device every `group` calls by mx.async_eval, then one sync; wall time per call, over repeated runs. The cases
+are our API, empty custom kernels (one input; the combine's five inputs and its output) and built-in ops."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import mlx.core as mx
+
+from . import kernels
+from .backends import make_kernel, pick_backend
+from .impls import prepare_mlx
+from .inputs import CombineArgs, make_inputs
+
+Step = Callable[[mx.array], mx.array]  # one call: the previous output in, this call's output out
+
+
+def per_call_us(step: Step, first: mx.array, calls: int = 640, group: int = 64) -> float:
+    """Wall µs per call of `calls` chained calls handed over every `group` calls, closed by one sync."""
+    out = first
+    start = time.perf_counter()
+    for j in range(1, calls + 1):
+        out = step(out)
+        if j % group == 0:
+            mx.async_eval(out)
+    mx.eval(out)
+    mx.synchronize()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def empty_kernel(inputs: tuple[str, ...], shape: tuple[int, ...], threads: int, backend: str,
+                 compiled: bool) -> Callable[..., mx.array]:
+    """A custom kernel with no body over these inputs, one output of `shape`, launched with one thread per
+    output in threadgroups of `threads`; through mx.compile as our API launches, or plain."""
+    kernel = make_kernel("empty_" + "_".join(inputs), "", inputs, backend)
+    n = 1
+    for d in shape:
+        n *= d
+
+    def launch(*args: mx.array) -> mx.array:
+        """One launch."""
+        return kernel(inputs=list(args), grid=(n, 1, 1), threadgroup=(min(threads, n), 1, 1),
+                      output_shapes=[shape], output_dtypes=[args[-1].dtype])[0]
+
+    return mx.compile(launch) if compiled and backend != "host" else launch
+
+
+def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.array]]:
+    """Each case's step and first input for one set of combine arguments (MLX arrays): our API
+    (moe_weighted_reduce, chained on the residual), empty kernels with 1 and with the combine's 5 inputs (through
+    mx.compile, as our API), mx.add and x*w+y."""
+    backend = pick_backend(backend)
+    h = a.y_expert.shape[-1]
+    five = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
+    one = empty_kernel(("x",), (1,), 1, backend, compiled=True)
+    x1 = mx.zeros((1,))
+    w = mx.full((1, h), 0.5)
+    mx.eval(x1, w)
+    return {
+        "moe_weighted_reduce": (lambda r: kernels.moe_weighted_reduce(*a[:4], r, backend=backend), a.residual),
+        "empty kernel, 5 inputs": (lambda r: five(*a[:4], r), a.residual),
+        "empty kernel, 1 input": (lambda x: one(x), x1),
+        "mx.add": (lambda r: mx.add(r, a.y_shared), a.residual),
+        "x*w+y": (lambda r: r * w + a.y_shared, a.residual),
+    }
+
+
+def measure(repeats: int = 7, calls: int = 640, group: int = 64, backend: str = "auto") -> dict[str, list[float]]:
+    """µs per call of every case at one token (h 2048, top_k 8, float32), `repeats` runs each, the cases interleaved so drift hits them alike; one
+    untimed run of each first (compilation, allocation)."""
+    found = cases(prepare_mlx(make_inputs(1, 2048, 8), "float32"), backend)
+    for step, first in found.values():
+        per_call_us(step, first, group, group)
+    runs: dict[str, list[float]] = {name: [] for name in found}
+    for _ in range(repeats):
+        for name, (step, first) in found.items():
+            runs[name].append(per_call_us(step, first, calls, group))
+    return runs
+
+
+def summary(runs: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Median, min and max µs per call of each case."""
+    return {name: {"median": statistics.median(v), "min": min(v), "max": max(v)} for name, v in runs.items()}

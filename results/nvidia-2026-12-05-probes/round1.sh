@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Round 1 on the GPU host (round1.py says what each step measures). Run from the repository root after
+# `bash .device/setup.sh`; writes $OUT/r1.tgz (every step's files and the log) after each step.
+set -u
+export PYTHONPATH=lib PYTHONUNBUFFERED=1
+R=/tmp/r1
+mkdir -p "$R"
+py="python3 results/nvidia-2026-12-05-probes/round1.py"
+step() {
+    local limit=$1
+    shift
+    OUT=$R timeout "$limit" $py "$@" 2>&1 | tee -a "$R/log.txt"
+    tar czf "$OUT/r1.tmp" -C /tmp r1 && mv "$OUT/r1.tmp" "$OUT/r1.tgz"
+}
+step 60 env
+step 90 empty
+step 60 nographs
+step 240 candidates
+step 60 latency
+step 60 host
+step 90 timeline
+step 240 ncu
