@@ -12,11 +12,10 @@ step() {
     OUT=$R timeout "$limit" $py "$@" 2>&1 | tee -a "$R/log.txt"
     tar czf "$OUT/r1.tmp" -C /tmp r1 && mv "$OUT/r1.tmp" "$OUT/r1.tgz"
 }
-step 60 env
-step 90 empty
-step 60 nographs
-step 240 candidates
-step 60 latency
-step 60 host
-step 90 timeline
-step 240 ncu
+declare -A LIMIT=([env]=60 [empty]=90 [nographs]=60 [candidates]=240 [latency]=60 [host]=60 [timeline]=90 [ncu]=240)
+# steps to run: the arguments, or all of them in this order
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(env empty nographs candidates latency host timeline ncu)
+for s in "${steps[@]}"; do
+    step "${LIMIT[$s]}" $s
+done
