@@ -50,6 +50,9 @@ WRONG = {
          r"out\[i // H, i % H\], H = 255\)"),
         (edit(SCALAR, "acc += float(residual[out_idx]);", "acc += float(residual[out_idx])"),
          r"does not compile:\n.*\nyour answer:\d+:\d+: error"),
+        (edit(SCALAR, "for (uint k = 0; k < K; ++k)", "for (uint k = 0; k < K; )"),  # never ends: the work budget
+         r"at n_tokens=1, h=1, top_k=1.*: kernel `your_kernel`: thread \(0, 0, 0\) .* was still running at "
+         rf"your answer:{SCALAR[:SCALAR.index('for (uint k')].count(chr(10)) + 1} after its work budget"),
     ],
     "residual_flag": [
         (edit(lesson02.residual_starter(), "// TODO: add residual[t, h] when the template flag HAS_RESIDUAL is true.",

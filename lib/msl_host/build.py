@@ -25,8 +25,11 @@ from .translate import ENTRY_NAME, PRELUDE
 INCLUDE_DIR = Path(__file__).with_name("include")
 BASE_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wno-attributes")
 # Used where the compiler takes them. Metal has no double: its floating-point literals are float, and
-# GCC can be told the same. The gold linker links a kernel in about half the time of the default one.
-OPTIONAL_FLAGS = ("-fsingle-precision-constant", "-fuse-ld=gold")
+# GCC can be told the same. A loop keeps its meaning: C++ lets the compiler assume that a loop without
+# side effects ends (and compile something else when it does not), Metal runs it; GCC 10 and Clang 12
+# take -fno-finite-loops (and every loop's work tick, rewrite.rewrite_loops, gives it a way out anyway).
+# The gold linker links a kernel in about half the time of the default one.
+OPTIONAL_FLAGS = ("-fsingle-precision-constant", "-fno-finite-loops", "-fuse-ld=gold")
 
 _libraries: dict[str, ctypes.CDLL] = {}
 _lock = threading.Lock()
@@ -50,7 +53,7 @@ def accepts(command: tuple[str, ...], flag: str) -> bool:
     """Whether the compiler builds a shared library with `flag`, silently (probed once per process)."""
     with tempfile.TemporaryDirectory() as tmp:
         probe = subprocess.run([*command, flag, "-x", "c++", "-shared", "-fPIC", "-o", f"{tmp}/probe.so", "-"],
-                               input="int probe() { return 1.5; }\n", capture_output=True, text=True)
+                               input="int probe() { return 1; }\n", capture_output=True, text=True)
     return probe.returncode == 0 and not probe.stderr
 
 

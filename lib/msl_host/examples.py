@@ -1,18 +1,36 @@
-"""Kernels in the shape of MLX's own row kernels, written for msl_host's tests, benchmark and README.
+"""Kernels written for msl_host's tests, benchmark and README: a plain one and three in the shape of MLX's
+own row kernels.
 
-Each runs one threadgroup per row (or per chunk), sums with ``simd_sum`` inside SIMD groups, meets the
-other SIMD groups through threadgroup memory between barriers, and loops over rows longer than the
+The plain one (a matrix product, one thread per output, no barriers) runs its threads one after the other.
+The row kernels run one threadgroup per row (or per chunk), sum with ``simd_sum`` inside SIMD groups, meet
+the other SIMD groups through threadgroup memory between barriers, and loop over rows longer than the
 threadgroup (``N_READS`` consecutive elements per thread per step, as MLX's kernels read them). They run
-unchanged with ``mx.fast.metal_kernel`` on a Mac and with ``msl_host.metal_kernel`` anywhere.
+unchanged with ``mx.fast.metal_kernel`` on a Mac and with ``msl_host.metal_kernel`` anywhere: each function
+takes the function that defines the kernel as `define` (msl_host's by default; the benchmark passes
+another copy of msl_host's).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable
 
 import mlx.core as mx
 
-from .kernel import HostKernel, metal_kernel
+from .kernel import metal_kernel
+
+# out[r, j] = sum_k a[r, k] * b[k, j] in float, one thread per output (grid: (columns, rows, 1)).
+MATMUL = """
+    const uint j = thread_position_in_grid.x;
+    const uint r = thread_position_in_grid.y;
+    const uint n = uint(b_shape[1]);
+    const uint depth = uint(a_shape[1]);
+    float acc = 0.0f;
+    for (uint k = 0; k < depth; ++k) {
+        acc += float(a[r * depth + k]) * float(b[k * n + j]);
+    }
+    out[r * n + j] = static_cast<T>(acc);
+"""
 
 # Threadgroup-wide sum of `acc` into `total` (a threadgroup float), through `partial` (32 floats).
 _BLOCK_SUM = """
@@ -140,26 +158,35 @@ SUM_CHUNKS = """
 """
 
 
+Define = Callable[..., Any]  # metal_kernel, or another with its arguments
+
+
 @functools.cache
-def rms_norm_row(**options: object) -> HostKernel:
+def matmul_kernel(define: Define = metal_kernel, **options: object) -> Any:
+    """The matrix product (inputs a, b; output out; template T)."""
+    return define("matmul", ["a", "b"], ["out"], MATMUL, **options)
+
+
+@functools.cache
+def rms_norm_row(define: Define = metal_kernel, **options: object) -> Any:
     """The RMSNorm row kernel (inputs x, w, eps; output out; template T)."""
-    return metal_kernel("rms_norm_row", ["x", "w", "eps"], ["out"], RMS_NORM_ROW, **options)
+    return define("rms_norm_row", ["x", "w", "eps"], ["out"], RMS_NORM_ROW, **options)
 
 
 @functools.cache
-def softmax_row(**options: object) -> HostKernel:
+def softmax_row(define: Define = metal_kernel, **options: object) -> Any:
     """The softmax row kernel (input x; output out; template T)."""
-    return metal_kernel("softmax_row", ["x"], ["out"], SOFTMAX_ROW, **options)
+    return define("softmax_row", ["x"], ["out"], SOFTMAX_ROW, **options)
 
 
 @functools.cache
-def sum_chunks(atomic: bool, **options: object) -> HostKernel:
+def sum_chunks(atomic: bool, define: Define = metal_kernel, **options: object) -> Any:
     """Chunked sum of a 1-D x (template CHUNK): with `atomic`, every chunk adds its sum to out[0]
     (one pass; out is float atomic, init_value=0); otherwise chunk g writes out[g] (first of two passes)."""
     publish = ("atomic_fetch_add_explicit(&out[0], total, memory_order_relaxed)" if atomic
                else "out[threadgroup_position_in_grid.y] = total")
-    return metal_kernel("sum_atomic" if atomic else "sum_partials", ["x"], ["out"],
-                        SUM_CHUNKS.replace("PUBLISH", publish), atomic_outputs=atomic, **options)
+    return define("sum_atomic" if atomic else "sum_partials", ["x"], ["out"],
+                  SUM_CHUNKS.replace("PUBLISH", publish), atomic_outputs=atomic, **options)
 
 
 def row_launch(rows: int, n: int) -> dict:
@@ -168,32 +195,42 @@ def row_launch(rows: int, n: int) -> dict:
     return dict(grid=(threads, rows, 1), threadgroup=(threads, 1, 1))
 
 
-def rms_norm(x: mx.array, w: mx.array, eps: float, **options: object) -> mx.array:
+def matmul(a: mx.array, b: mx.array, define: Define = metal_kernel, **options: object) -> mx.array:
+    """a @ b (2-D) with the matrix-product kernel, in a's dtype."""
+    (m, _), n = a.shape, b.shape[1]
+    (out,) = matmul_kernel(define, **options)(inputs=[a, b], template=[("T", a.dtype)], output_shapes=[(m, n)],
+                                              output_dtypes=[a.dtype], grid=(n, m, 1), threadgroup=(256, 1, 1))
+    return out
+
+
+def rms_norm(x: mx.array, w: mx.array, eps: float, define: Define = metal_kernel, **options: object) -> mx.array:
     """RMSNorm of each row of x (2-D) with the row kernel."""
-    (out,) = rms_norm_row(**options)(inputs=[x, w, mx.array(eps, mx.float32)], template=[("T", x.dtype)],
-                                    output_shapes=[x.shape], output_dtypes=[x.dtype], **row_launch(*x.shape))
+    (out,) = rms_norm_row(define, **options)(inputs=[x, w, mx.array(eps, mx.float32)], template=[("T", x.dtype)],
+                                            output_shapes=[x.shape], output_dtypes=[x.dtype], **row_launch(*x.shape))
     return out
 
 
-def softmax(x: mx.array, **options: object) -> mx.array:
+def softmax(x: mx.array, define: Define = metal_kernel, **options: object) -> mx.array:
     """Softmax of each row of x (2-D) with the row kernel."""
-    (out,) = softmax_row(**options)(inputs=[x], template=[("T", x.dtype)], output_shapes=[x.shape],
-                                   output_dtypes=[x.dtype], **row_launch(*x.shape))
+    (out,) = softmax_row(define, **options)(inputs=[x], template=[("T", x.dtype)], output_shapes=[x.shape],
+                                           output_dtypes=[x.dtype], **row_launch(*x.shape))
     return out
 
 
-def sum_all(x: mx.array, passes: int, chunk: int = 4096, **options: object) -> mx.array:
+def sum_all(x: mx.array, passes: int, chunk: int = 4096, define: Define = metal_kernel,
+            **options: object) -> mx.array:
     """Sum of all elements of x as float32: one pass (per-chunk sums added atomically) or two (per-chunk
     sums written out, then summed by one threadgroup)."""
     flat = x.reshape(-1)
     chunks = max(1, -(-flat.size // chunk))
     launch = row_launch(chunks, chunk)
     if passes == 1:
-        (out,) = sum_chunks(True, **options)(inputs=[flat], template=[("CHUNK", chunk)], output_shapes=[(1,)],
-                                             output_dtypes=[mx.float32], init_value=0, **launch)
+        (out,) = sum_chunks(True, define, **options)(inputs=[flat], template=[("CHUNK", chunk)], output_shapes=[(1,)],
+                                                     output_dtypes=[mx.float32], init_value=0, **launch)
         return out[0]
-    (partials,) = sum_chunks(False, **options)(inputs=[flat], template=[("CHUNK", chunk)],
-                                               output_shapes=[(chunks,)], output_dtypes=[mx.float32], **launch)
-    (out,) = sum_chunks(False, **options)(inputs=[partials], template=[("CHUNK", chunks)], output_shapes=[(1,)],
-                                          output_dtypes=[mx.float32], **row_launch(1, chunks))
+    partial_sums = sum_chunks(False, define, **options)
+    (partials,) = partial_sums(inputs=[flat], template=[("CHUNK", chunk)], output_shapes=[(chunks,)],
+                               output_dtypes=[mx.float32], **launch)
+    (out,) = partial_sums(inputs=[partials], template=[("CHUNK", chunks)], output_shapes=[(1,)],
+                          output_dtypes=[mx.float32], **row_launch(1, chunks))
     return out[0]

@@ -27,6 +27,7 @@ class HostKernel:
     source_name: str | None = None  # file the body comes from, named in compiler errors
     bounds_check: bool = True  # check every device/constant/threadgroup access
     compile_options: tuple[tuple[str, Any], ...] = ()  # math modes: all exact on the host
+    work_budget: int = launch.DEFAULT_WORK_BUDGET  # work units one thread may spend (see README)
 
     def __call__(
         self,
@@ -48,19 +49,20 @@ class HostKernel:
                                 output_dtypes=output_dtypes, template=template)
         if verbose:
             print(f"Generated source code for `{self.name}`:\n```\n{text}\n```", flush=True)
+        fast_math = dict(self.compile_options).get("math_mode") == "fast"
         signature, library = compiled(text, self.header, self.source, self.source_name, self.bounds_check,
-                                      str(build.cache_dir()), build.compiler())
+                                      fast_math, str(build.cache_dir()), build.compiler())
         return launch.run(library, signature, self, inputs, output_shapes, output_dtypes, grid,
                           threadgroup, init_value)
 
 
 @functools.lru_cache(maxsize=4096)
-def compiled(text: str, header: str, source: str, source_name: str | None, checked: bool, cache_dir: str,
-             compiler: tuple[str, ...]) -> tuple[Signature, ctypes.CDLL]:
+def compiled(text: str, header: str, source: str, source_name: str | None, checked: bool, fast_math: bool,
+             cache_dir: str, compiler: tuple[str, ...]) -> tuple[Signature, ctypes.CDLL]:
     """The parsed signature and the loaded library of a generated source, once per process (the
     cache directory and compiler are part of the key: they choose the library)."""
     signature = parse_signature(text, header, source)
-    return signature, build.load_library(translate.translation_unit(signature, source_name, checked))
+    return signature, build.load_library(translate.translation_unit(signature, source_name, checked, fast_math))
 
 
 def metal_kernel(
@@ -75,12 +77,17 @@ def metal_kernel(
     *,
     source_name: str | None = None,
     bounds_check: bool = True,
+    work_budget: int | None = None,
 ) -> HostKernel:
     """Define a kernel like ``mx.fast.metal_kernel``, runnable on the CPU. Arguments are checked by
-    building MLX's own kernel object with them (so invalid ones raise MLX's ValueError)."""
+    building MLX's own kernel object with them (so invalid ones raise MLX's ValueError); `work_budget`:
+    the work units one thread may spend (None: launch.DEFAULT_WORK_BUDGET)."""
+    work_budget = launch.DEFAULT_WORK_BUDGET if work_budget is None else work_budget
+    if isinstance(work_budget, bool) or not isinstance(work_budget, int) or not 0 < work_budget < 2**62:
+        raise ValueError(f"work_budget: expected a positive int below 2**62, got {work_budget!r}")
     mx.fast.metal_kernel(name=name, input_names=list(input_names), output_names=list(output_names),
                          source=source, header=header, ensure_row_contiguous=ensure_row_contiguous,
                          atomic_outputs=atomic_outputs, compile_options=compile_options)
     return HostKernel(name, tuple(input_names), tuple(output_names), source, header,
                       ensure_row_contiguous, atomic_outputs, source_name, bounds_check,
-                      tuple(sorted((compile_options or {}).items())))
+                      tuple(sorted((compile_options or {}).items())), work_budget)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import signal
+import threading
 from typing import Sequence
 
 import mlx.core as mx
@@ -14,6 +16,9 @@ from .translate import ENTRY_NAME
 
 MAX_THREADS_PER_THREADGROUP = 1024
 TG_MEMORY_LIMIT = 32768
+# Work units one thread may spend: a loop iteration is one, a wait at a barrier or SIMD-group function
+# as many as its threadgroup has threads (README, "Work budget": how the value was chosen).
+DEFAULT_WORK_BUDGET = 2**28
 
 # numpy storage type per MLX dtype (bfloat16 travels as its uint16 bits).
 _NUMPY_DTYPES = {
@@ -33,7 +38,8 @@ _NUMPY_DTYPES = {
 }
 
 _KINDS = {1: "out of bounds", 2: "misaligned", 3: "divergent barrier", 4: "inactive lane",
-          5: "threadgroup memory", 6: "error"}
+          5: "threadgroup memory", 6: "error", 7: "work budget"}
+INTERRUPTED = 2  # the launcher's status when SIGINT arrived
 
 
 class FaultRecord(ctypes.Structure):
@@ -55,22 +61,38 @@ def numpy_dtype(dtype: mx.Dtype) -> type:
 
 
 def to_numpy(a: mx.array, contiguous: bool) -> np.ndarray:
-    """The array as Metal would get it: row-contiguous (a copy if need be, 64-byte aligned) or,
-    for ensure_row_contiguous=False, a view of MLX's own data with its real strides."""
+    """The array as Metal would get it, in memory aligned as a Metal buffer is: row-contiguous (a copy
+    if need be) or, for ensure_row_contiguous=False, with MLX's real strides (strided_copy)."""
     numpy_dtype(a.dtype)
     view = np.asarray(mx.view(a, mx.uint16) if a.dtype == mx.bfloat16 else a)
-    return aligned(np.ascontiguousarray(view)) if contiguous else view
+    return aligned(np.ascontiguousarray(view)) if contiguous else strided_copy(view)
 
 
-def aligned(a: np.ndarray, alignment: int = 64) -> np.ndarray:
-    """`a`, or a copy of it, starting on an `alignment`-byte boundary as a Metal buffer does."""
-    if a.ctypes.data % alignment == 0:
-        return a
-    raw = np.empty(a.nbytes + alignment, np.uint8)
+def aligned_bytes(nbytes: int, alignment: int = 64) -> np.ndarray:
+    """`nbytes` uninitialised bytes starting on an `alignment`-byte boundary."""
+    raw = np.empty(nbytes + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
-    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    return raw[start:start + nbytes]
+
+
+def aligned(a: np.ndarray) -> np.ndarray:
+    """`a` (row-contiguous), or a copy of it, starting on a 64-byte boundary as a Metal buffer does."""
+    if a.ctypes.data % 64 == 0:
+        return a
+    out = aligned_bytes(a.nbytes).view(a.dtype).reshape(a.shape)
     out[...] = a
     return out
+
+
+def strided_copy(view: np.ndarray) -> np.ndarray:
+    """A strided view, over a copy of the bytes it spans whose lowest byte is 64-byte aligned (MLX's CPU
+    memory is 8 bytes past a 16-byte boundary; a Metal buffer starts aligned, so a float4 read of a
+    float32 input is aligned there). The view's offset into its MLX buffer is not known here: the copy
+    puts the lowest byte it spans where Metal puts the buffer's first one."""
+    lo, hi = extent(view)
+    raw = aligned_bytes(hi - lo)
+    ctypes.memmove(raw.ctypes.data, view.ctypes.data + lo, hi - lo)
+    return np.ndarray(view.shape, view.dtype, buffer=raw, offset=-lo, strides=view.strides)
 
 
 def extent(a: np.ndarray) -> tuple[int, int]:
@@ -141,8 +163,13 @@ def run(library: ctypes.CDLL, signature: Signature, kernel: Definition, inputs: 
     pointers = (ctypes.c_void_p * max(1, len(buffers)))(*[b.ctypes.data for b in buffers])
     extents = (ctypes.c_int64 * max(1, 2 * len(buffers)))(*[x for b in buffers for x in extent(b)])
     fault = FaultRecord()
+    interruptible = threading.current_thread() is threading.main_thread()
+    options = (ctypes.c_int64 * 2)(kernel.work_budget, interruptible)
     status = getattr(library, ENTRY_NAME)(pointers, extents, (ctypes.c_uint * 3)(*grid),
-                                          (ctypes.c_uint * 3)(*threadgroup), ctypes.byref(fault))
+                                          (ctypes.c_uint * 3)(*threadgroup), ctypes.byref(fault), options)
+    if status == INTERRUPTED:
+        signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt, unless replaced
+        raise KeyboardInterrupt(f"kernel `{kernel.name}` interrupted")
     if status != 0:
         raise kernel_fault(kernel.name, fault)
     return [from_numpy(o, d) for o, d in zip(outputs, output_dtypes)]
@@ -179,6 +206,11 @@ def kernel_fault(name: str, f: FaultRecord) -> KernelFault:
         message = f"kernel `{name}`: divergent threadgroup_barrier at {source} in threadgroup {group}: {detail}"
     elif kind == "inactive lane":
         message = f"kernel `{name}`: {detail}; at {source}, by {who}"
+    elif kind == "work budget":
+        message = (f"kernel `{name}`: {who} was still running at {source} after its work budget of "
+                   f"{f.index} (loop iterations; a wait at a barrier or SIMD-group function counts as many "
+                   f"as the threadgroup has threads): a loop that never ends? (metal_kernel's work_budget= "
+                   f"raises the budget)")
     elif kind == "threadgroup memory":
         message = (f"kernel `{name}`: threadgroup memory: `{buffer}` would end at byte {f.elem_size}, past the "
                    f"{TG_MEMORY_LIMIT} bytes Metal gives a threadgroup")

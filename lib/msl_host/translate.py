@@ -1,11 +1,9 @@
 """The C++ translation unit for one generated Metal kernel.
 
 1. Refuse what cannot run faithfully on a CPU (simdgroup matrices, textures, ...).
-2. Rewrite `threadgroup` declarations in the body into references to storage the threadgroup
-   shares (``msl::tg_alloc``), numbered by slot.
-3. In checked mode, rewrite every `device`/`constant`/`threadgroup` pointer type (the signature's
-   buffers included) into ``msl::checked<T>``, which checks each access.
-4. Append a launcher: an ``extern "C"`` function running the kernel for every thread of the grid,
+2. Rewrite the kernel's text (rewrite.py): threadgroup declarations, swizzles, a work tick in every
+   loop and, in checked mode, checked pointers.
+3. Append a launcher: an ``extern "C"`` function running the kernel for every thread of the grid,
    as a plain loop or, when the kernel has barriers or SIMD-group functions, as fibers.
 Line breaks are kept and ``#line`` directives map compiler errors to the kernel's own lines.
 """
@@ -14,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 from .errors import UnsupportedKernelError
+from .rewrite import (member_names, rewrite_loops, rewrite_pointers, rewrite_swizzles, rewrite_threadgroup,
+                      strip_comments, threadgroup_declarations)
 from .source import CLOSING, Param, Signature
 
 ENTRY_NAME = "msl_host_launch"
@@ -36,10 +35,6 @@ _REFUSED = (
     (r"\bcomplex64_t\b", "complex64_t (MLX's complex type)"),
 )
 _SYNC_CALL = re.compile(r"\b(?:simd_\w+|quad_\w+|threadgroup_barrier|simdgroup_barrier)\s*\(")
-_THREADGROUP = re.compile(r"\bthreadgroup\b")
-_TYPE = r"(?:(?:unsigned|signed|long|short)\s+)*[A-Za-z_][\w:]*(?:\s*<(?:[^<>;{}]|<[^<>;{}]*>)*>)?"
-_POINTER = re.compile(r"(?<![\w:])(const\s+)?(?:volatile\s+)?(?:device|constant|threadgroup)\s+"
-                      r"(const\s+)?(?:volatile\s+)?(" + _TYPE + r")\s*\*(?!\*)(\s*const\b)?")
 
 # Value of each thread attribute MLX accepts (mlx/backend/common/metal_kernel.cpp), in terms of
 # the launcher's `t` (msl::thread_ids) and `G` (msl::grid_info). 32 lanes per SIMD group.
@@ -75,26 +70,33 @@ int file_rank(const char* file) {{
 }}
 }}  // namespace msl
 
+// options: the work budget per thread, and whether SIGINT may stop the launch.
+// Returns 0, 1 after a fault, 2 when SIGINT arrived.
 extern "C" __attribute__((visibility("default"))) int {entry}(
     void* const* buffers, const int64_t* extents, const unsigned* grid, const unsigned* group_size,
-    ::msl::fault_record* fault) {{
+    ::msl::fault_record* fault, const int64_t* options) {{
   static const char* const names[] = {{{names}}};
   ::msl::region regions[{nbuffers}];
   ::msl::make_regions(regions, buffers, extents, names, {nbuffers});
   const ::msl::grid_info G(grid, group_size);
+  const int64_t budget = options[0];
+  const int64_t grant = ::msl::fresh_work(budget, false).grant;
+  const bool interruptible = options[1] != 0;
 {locals}
   auto body = [=](const ::msl::thread_ids& t) {{
     {function}(
-        {arguments});
+        {arguments},
+        grant, t.work);
   }};
-  return ::msl::run_grid<{fibers}, {slots}>(G, regions, {nbuffers}, fault, body);
+  int status;
+  {{
+    ::msl::sigint_scope sigint(interruptible);
+    status = ::msl::run_grid<{fibers}, {slots}>(G, regions, {nbuffers}, fault, budget, interruptible, body);
+  }}
+  const bool stopped = ::msl::interrupted || fault->kind == ::msl::fault_interrupted;
+  return interruptible && stopped ? 2 : status;
 }}
 """
-
-
-def strip_comments(code: str) -> str:
-    """`code` with // and /* */ comments blanked out (same length, same line breaks)."""
-    return re.sub(r"//[^\n]*|/\*.*?\*/", lambda m: re.sub(r"[^\n]", " ", m.group(0)), code, flags=re.S)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -116,88 +118,6 @@ def check_supported(name: str, header: str, source: str) -> None:
 def needs_fibers(header: str, source: str) -> bool:
     """Whether the kernel calls barriers or SIMD/quad-group functions (its threads then run as fibers)."""
     return _SYNC_CALL.search(strip_comments(header + "\n" + source)) is not None
-
-
-@dataclass(frozen=True)
-class Declaration:
-    """One `threadgroup T a[..], b;` statement: where it is and what it declares."""
-
-    start: int
-    end: int  # just past the `;`
-    type: str
-    declarators: tuple[tuple[str, str], ...]  # (name, array dimensions such as "[32][33]")
-
-
-def threadgroup_declarations(code: str) -> list[Declaration]:
-    """The threadgroup variable declarations in comment-free `code` (pointers and casts excluded)."""
-    found = []
-    for match in _THREADGROUP.finditer(code):
-        end = code.find(";", match.end())
-        if end < 0:
-            continue
-        statement = code[match.end():end]
-        outside_brackets = re.sub(r"\[[^\[\]]*\]", "", statement)
-        if re.search(r"[*&(){}]", outside_brackets):
-            continue  # a pointer or reference type, a cast, a parameter
-        if "=" in outside_brackets:
-            raise UnsupportedKernelError(
-                f"threadgroup variables cannot have an initializer in Metal: `threadgroup{statement};`")
-        parts = split_top_level(statement)
-        first = re.fullmatch(r"\s*(.*?)\s*\b([A-Za-z_]\w*)\s*((?:\[[^\]]*\]\s*)*)", parts[0], re.S)
-        if first is None or not first.group(1):
-            continue
-        declarators = [(first.group(2), first.group(3).strip())]
-        for part in parts[1:]:
-            other = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*((?:\[[^\]]*\]\s*)*)", part, re.S)
-            if other is None:
-                raise UnsupportedKernelError(f"cannot read the declaration `threadgroup{statement};`")
-            declarators.append((other.group(1), other.group(2).strip()))
-        found.append(Declaration(match.start(), end + 1, first.group(1), tuple(declarators)))
-    return found
-
-
-def split_top_level(text: str) -> list[str]:
-    """Split at the commas not inside <>, [] or ()."""
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(text):
-        if c in "<[(":
-            depth += 1
-        elif c in ">])":
-            depth -= 1
-        elif c == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    return parts + [text[start:]]
-
-
-def rewrite_threadgroup(body: str, checked: bool) -> tuple[str, int]:
-    """Turn each threadgroup declaration of the body into slots of shared storage; return the new
-    body and the number of slots. Line breaks stay where they were."""
-    out, pos, slot = [], 0, 0
-    for decl in threadgroup_declarations(strip_comments(body)):
-        statements = []
-        for name, dims in decl.declarators:
-            statements.append(f"typedef {decl.type} msl_tg_type_{slot}{dims}; "
-                              f"auto& {name} = ::msl::tg_alloc<{str(checked).lower()}, "
-                              f"msl_tg_type_{slot}>({slot}, \"{name}\");")
-            slot += 1
-        out += [body[pos:decl.start], " ".join(statements), "\n" * body.count("\n", decl.start, decl.end)]
-        pos = decl.end
-    return "".join(out + [body[pos:]]), slot
-
-
-def rewrite_pointers(code: str) -> str:
-    """`const device T*` and the like become `::msl::checked<const T>` (bounds-checked)."""
-
-    def checked(m: re.Match) -> str:
-        """The checked type for one match, keeping its line breaks."""
-        const = "const " if m.group(1) or m.group(2) else ""
-        type_ = " ".join(m.group(3).split())
-        breaks = "\n" * m.group(0).count("\n")
-        return f"{'const ' if m.group(4) else ''}::msl::checked<{const}{type_}>{breaks}"
-
-    code = _POINTER.sub(checked, code)
-    return re.sub(r"\breinterpret_cast\s*<\s*(?=(?:const\s+)?::msl::checked<)", "static_cast<", code)
 
 
 def buffer_local(param: Param, checked: bool) -> str:
@@ -223,8 +143,20 @@ def c_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def translation_unit(signature: Signature, source_name: str | None, checked: bool) -> str:
-    """The complete C++ text: prelude, generated kernel with #line markers, launcher."""
+def with_work_arguments(signature: Signature) -> str:
+    """The kernel's signature with two more parameters: `msl_work_`, the work units granted to the loops of the
+    body, which they count down, and `msl_account_`, the thread's account the grants come from (MSL_LOOP_TICK,
+    include/msl_sync.h)."""
+    head, tail = signature.signature.rsplit(") {\n", 1)
+    if tail:
+        raise RuntimeError("the generated signature does not end with `) {`")
+    return head + ", int64_t msl_work_, ::msl::work_state* msl_account_) {\n"
+
+
+def translation_unit(signature: Signature, source_name: str | None, checked: bool, fast_math: bool) -> str:
+    """The complete C++ text: prelude, generated kernel with #line markers, launcher. fast_math
+    (math_mode="fast") defines __FAST_MATH__, as the Metal compiler does; the math stays exact. (Whether
+    Metal defines it for "relaxed" too is not known here: it is not defined.)"""
     generated = f"<generated source of {signature.function}>"
     body_file = source_name if source_name is not None else generated
     prefix = signature.header + signature.signature
@@ -232,6 +164,10 @@ def translation_unit(signature: Signature, source_name: str | None, checked: boo
     body_line = 1 if source_name is not None else prefix_lines + 1
     closing_line = prefix_lines + signature.body.count("\n") + 2
     body, slots = rewrite_threadgroup(signature.body, checked)
+    members = member_names(signature.header + "\n" + signature.body)
+    body = rewrite_loops(rewrite_swizzles(body, members), kernel_body=True)
+    header = rewrite_loops(rewrite_swizzles(signature.header, members), kernel_body=False)
+    prefix = header + with_work_arguments(signature)
     if checked:
         prefix, body = rewrite_pointers(prefix), rewrite_pointers(body)
     function = signature.function
@@ -248,6 +184,7 @@ def translation_unit(signature: Signature, source_name: str | None, checked: boo
         arguments=",\n        ".join(argument(p) for p in signature.params))
     return "".join([
         f'#include "{PRELUDE}"\n',
+        "#define __FAST_MATH__ 1\n" if fast_math else "",
         f"#line 1 {c_string(generated)}\n", prefix,
         f"#line {body_line} {c_string(body_file)}\n", body,
         f"\n#line {closing_line} {c_string(generated)}\n", CLOSING.lstrip("\n"),

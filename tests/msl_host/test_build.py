@@ -41,6 +41,14 @@ def test_libraries_are_cached_on_disk_and_in_the_process(fresh_cache, compiles):
     assert not list(fresh_cache.rglob("*.tmp"))
 
 
+def test_loops_keep_their_meaning_in_the_kernel_and_the_precompiled_header(fresh_cache, compiles):
+    if not build.accepts(build.compiler(), "-fno-finite-loops"):
+        pytest.skip("the compiler has no -fno-finite-loops (GCC before 10, Clang before 12)")
+    run()
+    assert len(compiles) == 2 and all("-fno-finite-loops" in c for c in compiles)  # the kernel and the header
+    assert "-fno-finite-loops" in build.flags()  # so in every cache key (build.key)
+
+
 def test_xdg_cache_home_is_respected(fresh_cache, monkeypatch):
     assert build.cache_dir() == fresh_cache
     monkeypatch.delenv("XDG_CACHE_HOME")

@@ -1,5 +1,6 @@
-"""Kernels in the shape of MLX's own row kernels (msl_host.examples) against MLX itself:
-mx.fast.rms_norm, mx.softmax and mx.sum, in float32, float16 and bfloat16."""
+"""The kernels of msl_host.examples against MLX itself: the matrix product against a @ b, the row kernels
+(in the shape of MLX's own) against mx.fast.rms_norm, mx.softmax and mx.sum, in float32, float16 and
+bfloat16."""
 
 import mlx.core as mx
 import pytest
@@ -47,3 +48,14 @@ def test_sum_all(n, dtype, passes):
     got = examples.sum_all(x, passes, chunk=2048)
     want = mx.sum(x.astype(mx.float32))
     assert abs(got.item() - want.item()) <= 1e-5 * mx.sum(mx.abs(x.astype(mx.float32))).item()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 8, 257), (64, 8, 2048), (5, 300, 7)])
+def test_matmul(shape, dtype):
+    m, k, n = shape
+    a, b = random((m, k), dtype, k), random((k, n), dtype, n)
+    got = examples.matmul(a, b)
+    assert got.dtype == dtype
+    want = a.astype(mx.float32) @ b.astype(mx.float32)  # the kernel sums in float, rounds once
+    assert rel_err(got, want) < TOL[dtype] * (4 if dtype != mx.float32 else 1)

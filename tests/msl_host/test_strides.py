@@ -76,3 +76,31 @@ def test_uint3_elem_to_loc_and_fixed_dims():
     (out,) = k(inputs=[x], output_shapes=[x.shape], output_dtypes=[mx.float32], grid=(4, 5, 3),
                threadgroup=(4, 2, 2))
     np.testing.assert_array_equal(np.asarray(out), 2 * np.asarray(x))
+
+
+# A float4 view of an input passed as MLX holds it (ensure_row_contiguous=False): Metal buffers start
+# 16-byte aligned, so the cast is aligned; one float further in, it is not.
+VECTOR_VIEW = """
+    uint i = thread_position_in_grid.x;
+    const device float4* v = (const device float4*)(x + SHIFT);
+    out[i] = dot(v[i], float4(1.0f, 10.0f, 100.0f, 1000.0f));
+"""
+
+
+@pytest.mark.parametrize("name", ["contiguous", "transposed", "reversed"])
+def test_vector_cast_of_an_input_as_mlx_holds_it(name):
+    base = mx.random.normal((8, 12), key=mx.random.key(3))
+    view = {"contiguous": base, "transposed": base.T, "reversed": base[::-1, ::-1]}[name]
+    k = host.metal_kernel("vector_view", ["x"], ["out"], VECTOR_VIEW, ensure_row_contiguous=False)
+    (out,) = k(inputs=[view], template=[("SHIFT", 0 if name != "reversed" else -95)], grid=(24, 1, 1),
+               threadgroup=(8, 1, 1), output_shapes=[(24,)], output_dtypes=[mx.float32])
+    memory = np.asarray(base).reshape(24, 4)  # the bytes the view spans, in memory order
+    np.testing.assert_allclose(np.asarray(out), memory @ np.array([1, 10, 100, 1000], np.float32), rtol=1e-6)
+
+
+def test_vector_cast_one_float_in_is_misaligned():
+    k = host.metal_kernel("vector_view", ["x"], ["out"], VECTOR_VIEW, ensure_row_contiguous=False)
+    with pytest.raises(host.KernelFault) as error:
+        k(inputs=[mx.random.normal((8, 12), key=mx.random.key(4)).T], template=[("SHIFT", 1)], grid=(20, 1, 1),
+          threadgroup=(8, 1, 1), output_shapes=[(20,)], output_dtypes=[mx.float32])
+    assert (error.value.kind, error.value.buffer, error.value.index) == ("misaligned", "x", 4)

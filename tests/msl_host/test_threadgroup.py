@@ -201,3 +201,65 @@ def test_strided_input(n, dtype):
         stride0 = np.asarray(view).strides[0] // view.itemsize
         want = (as_f64(view) * 2 + stride0).astype(np.float32)
         assert rel_err(out, want) < TOL[dtype], name
+
+
+# Helper templates taking `threadgroup T*`, given a threadgroup array, a row of a 2-D one and a pointer into
+# one: T is deduced as in Metal, with and without bounds checks.
+TEMPLATE_HEADER = """
+template <typename T>
+T tree_sum(threadgroup T* buf, uint lid, uint n) {
+    for (uint s = n / 2; s > 0; s /= 2) {
+        if (lid < s) {
+            buf[lid] += buf[lid + s];
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+    return buf[0];
+}
+
+template <typename T, typename U>
+void fill(threadgroup T* dst, U value, uint lid) {
+    dst[lid] = T(value);
+}
+"""
+
+TEMPLATE_BODY = """
+    threadgroup T buf[32];
+    threadgroup float tile[2][32];
+    const uint lid = thread_index_in_threadgroup;
+    const uint row = threadgroup_position_in_grid.y;
+    fill(buf, x[row * 32 + lid], lid);
+    fill(tile[1], float(x[row * 32 + lid]) * 2.0f, lid);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    const T total = tree_sum(buf, lid, 32);
+    const float doubled = tree_sum(tile[1], lid, 32);
+    threadgroup float* half_row = &tile[1][0] + 16;
+    if (lid == 0) {
+        out[3 * row] = float(total);
+        out[3 * row + 1] = doubled;
+        out[3 * row + 2] = sizeof(buf) + sizeof(tile[0]) + half_row[0] * 0.0f;
+    }
+"""
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bounds_check", [True, False])
+def test_helper_templates_take_threadgroup_arrays(dtype, bounds_check):
+    x = random((4, 32), dtype, 400)
+    k = host.metal_kernel("tg_template", ["x"], ["out"], TEMPLATE_BODY, header=TEMPLATE_HEADER,
+                          bounds_check=bounds_check)
+    (out,) = k(inputs=[x], template=[("T", dtype)], grid=(32, 4, 1), threadgroup=(32, 1, 1),
+               output_shapes=[(4, 3)], output_dtypes=[mx.float32])
+    got, rows = np.asarray(out), as_f64(x).sum(1)
+    assert rel_err(got[:, 0], rows) < TOL[dtype]
+    assert rel_err(got[:, 1], 2 * rows) < TOL[dtype]
+    np.testing.assert_array_equal(got[:, 2], 32 * x.itemsize + 32 * 4)
+
+
+def test_helper_template_overrun_is_reported_in_the_array():
+    body = TEMPLATE_BODY.replace("tree_sum(buf, lid, 32)", "tree_sum(buf, lid, 64)")
+    k = host.metal_kernel("tg_template_overrun", ["x"], ["out"], body, header=TEMPLATE_HEADER)
+    with pytest.raises(host.KernelFault) as error:
+        k(inputs=[random((4, 32), mx.float32, 401)], template=[("T", mx.float32)], grid=(32, 4, 1),
+          threadgroup=(32, 1, 1), output_shapes=[(4, 3)], output_dtypes=[mx.float32])
+    assert (error.value.buffer, error.value.index, error.value.size) == ("buf", 32, 32)

@@ -37,7 +37,8 @@ struct WorkPerThread {
 };
 
 // Limits<T>: max/min are the extreme values, infinities for floating-point
-// types; finite_max/finite_min the extreme finite ones.
+// types; finite_max/finite_min the extreme finite ones. All are constant
+// expressions, as in MLX (`static constexpr constant U init = Limits<U>::min;`).
 template <typename U, bool Float = metal::is_float<U>::value>
 struct Limits {
   static constexpr U max = metal::numeric_limits<U>::max();
@@ -47,10 +48,10 @@ struct Limits {
 };
 template <typename U>
 struct Limits<U, true> {
-  static inline const U max = metal::numeric_limits<U>::infinity();
-  static inline const U min = -metal::numeric_limits<U>::infinity();
-  static inline const U finite_max = metal::numeric_limits<U>::max();
-  static inline const U finite_min = -metal::numeric_limits<U>::max();
+  static constexpr U max = metal::numeric_limits<U>::infinity();
+  static constexpr U min = -metal::numeric_limits<U>::infinity();
+  static constexpr U finite_max = metal::numeric_limits<U>::max();
+  static constexpr U finite_min = -metal::numeric_limits<U>::max();
 };
 template <>
 struct Limits<bool, false> {

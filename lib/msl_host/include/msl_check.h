@@ -10,6 +10,7 @@
 // against the bytes their buffer or array covers.
 #pragma once
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 
@@ -27,13 +28,15 @@ enum fault_kind : int32_t {
   fault_lane = 4,        // a SIMD-group function read a lane that is not active
   fault_tg_memory = 5,   // more threadgroup memory than Metal allows
   fault_other = 6,       // anything else a thread threw
+  fault_budget = 7,      // a thread used up its work budget (msl_sync.h)
+  fault_interrupted = 8, // SIGINT arrived during the launch (msl_sync.h)
 };
 
 // What went wrong, where; read by msl_host/launch.py (keep the two in step).
 struct fault_record {
   int32_t kind;
   int32_t line;        // source line of the barrier or SIMD-group call, else 0
-  int64_t index;       // element index (in the accessed type) from the buffer's first element
+  int64_t index;       // element index (in the accessed type) from the buffer's first element; the budget
   int64_t first;       // valid element indices: first..last
   int64_t last;
   int64_t elem_size;   // bytes of the accessed type
@@ -72,6 +75,19 @@ constexpr size_t tg_memory_limit = 32768;  // bytes per threadgroup on Apple GPU
 
 struct scheduler;
 
+// A thread's account of work units (msl_sync.h): those not yet charged, the
+// grant (at most grant_units) the kernel body's loops are counting down, and
+// whether SIGINT stops its launch.
+constexpr int64_t grant_units = 65536;
+struct work_state {
+  int64_t left;
+  int64_t grant;
+  bool interruptible;
+};
+inline work_state fresh_work(int64_t budget, bool interruptible) {
+  return {budget, std::min(budget, grant_units), interruptible};
+}
+
 // Everything a running thread may need besides its own ids: one per launch,
 // found through `current` (thread-local: concurrent launches don't meet).
 struct launch_ctx {
@@ -84,6 +100,9 @@ struct launch_ctx {
   size_t arena_used;
   unsigned generation;   // counts groups, so slots need no clearing
   scheduler* sched;      // fiber scheduler of the current group, if any
+  int64_t budget;        // work units each thread may spend (msl_sync.h)
+  work_state work;       // the running thread's, without fibers
+  bool interruptible;    // SIGINT stops this launch
 };
 
 inline thread_local launch_ctx* current = nullptr;
@@ -299,6 +318,15 @@ constexpr int checked_array<T, N>::rank() { return array_rank<checked_array>::va
 template <class T> struct checked_type { using type = T; };
 template <class T, size_t N>
 struct checked_type<T[N]> { using type = checked_array<typename checked_type<T>::type, N>; };
+
+// A threadgroup array where the kernel passes it as a pointer (msl_host
+// rewrites `f(buf)` into `f(tg_decay(buf))` in checked mode), so that a helper
+// template taking `threadgroup T*` deduces T as it does in Metal. Anything
+// else (a local variable of the same name) passes through.
+template <class T, size_t N>
+inline checked<T> tg_decay(checked_array<T, N>& a) { return a; }
+template <class X>
+inline X&& tg_decay(X&& x) { return static_cast<X&&>(x); }
 
 // A buffer argument of the kernel: a checked or a plain pointer.
 template <bool Checked, class T>

@@ -3,13 +3,14 @@
 //
 // Covered: address-space qualifiers, scalar types (half is the compiler's
 // _Float16 where it has one, with IEEE rounding after every operation; bfloat
-// is a class with float-ranked conversions), 2/3/4-element vectors, Metal's
-// math, integer and relational functions (metal::precise:: and metal::fast::
-// are the exact functions here), as_type and numeric_limits.
-// Not covered: swizzles (v.xy), matrices, packed vectors.
-// msl_check.h (bounds checking), msl_sync.h (threads, barriers, SIMD groups,
-// atomics) and mlx_utils.h (what MLX puts in front of every kernel) build on
-// it; msl_prelude.h includes them all.
+// is a class with float-ranked conversions), 2/3/4-element vectors and their
+// swizzles (msl_host rewrites `v.xy` into a call of a member template here),
+// Metal's type traits, math, integer and relational functions (metal::precise::
+// and metal::fast:: are the exact functions here), as_type and numeric_limits.
+// msl_matrix.h adds matrices and packed vectors; msl_check.h (bounds
+// checking), msl_sync.h (threads, barriers, SIMD groups, atomics) and
+// mlx_utils.h (what MLX puts in front of every kernel) build on it;
+// msl_prelude.h includes them all.
 #pragma once
 
 #include <cmath>
@@ -133,8 +134,8 @@ struct small_float {
   explicit operator F() const { return F(Bits::to_float(bits)); }
 
   static constexpr small_float from_bits(uint16_t b) { return small_float(bits_tag{}, b); }
-  small_float operator-() const { return from_bits(bits ^ 0x8000); }
-  small_float operator+() const { return *this; }
+  constexpr small_float operator-() const { return from_bits(bits ^ 0x8000); }
+  constexpr small_float operator+() const { return *this; }
   small_float& operator++() { return *this = small_float(float(*this) + 1.0f); }
   small_float& operator--() { return *this = small_float(float(*this) - 1.0f); }
   small_float operator++(int) { small_float old = *this; ++*this; return old; }
@@ -193,12 +194,43 @@ template <class T> struct vec_members<T, 3> { T x, y, z; };
 template <class T> struct vec_members<T, 4> { T x, y, z, w; };
 
 template <class T> struct vec_size : std::integral_constant<int, 1> {};
+template <class T, int N> struct vec;
+template <class V, int... I> struct swizzle_ref;
+
+// Element i of a vector (x, y, z, w members).
+template <int N, class V>
+inline auto& component(V& v, int i) {
+  if constexpr (N > 2) if (i == 2) return v.z;
+  if constexpr (N > 3) if (i == 3) return v.w;
+  return i == 0 ? v.x : v.y;
+}
+
+// Swizzles. msl_host rewrites a read of `v.zyx` into `v.msl_swizzle<2, 1, 0>()`,
+// a new vector, and a write (`v.xy = ...`, `v.xy += ...`) into
+// `v.msl_swizzle_ref<0, 1>() = ...`, which assigns the named components.
+#define MSL_SWIZZLE_MEMBERS(Self)                                                        \
+  template <int... I>                                                                    \
+  vec<T, int(sizeof...(I))> msl_swizzle() const {                                       \
+    static_assert(((I < N) && ...), "the swizzle names a component the vector lacks"); \
+    return vec<T, int(sizeof...(I))>((*this)[I]...);                                     \
+  }                                                                                      \
+  template <int... I>                                                                    \
+  swizzle_ref<Self, I...> msl_swizzle_ref() {                                           \
+    return {*this};                                                                      \
+  }
+
+template <int... I> struct all_distinct : std::true_type {};
+template <int A, int... R>
+struct all_distinct<A, R...> : std::integral_constant<bool, ((A != R) && ...) && all_distinct<R...>::value> {};
 
 // Metal layout: a 3-vector takes the size and alignment of a 4-vector.
 template <class T, int N>
 struct alignas(sizeof(T) * (N == 3 ? 4 : N)) vec : vec_members<T, N> {
   typedef T value_type;
   vec() = default;
+  vec(const vec&) = default;
+  // Assigning to a temporary (such as a swizzle read) is an error, as in Metal.
+  vec& operator=(const vec&) & = default;
   vec(T s) {  // a scalar converts implicitly, replicated into every element
     for (int i = 0; i < N; ++i) (*this)[i] = s;
   }
@@ -213,27 +245,82 @@ struct alignas(sizeof(T) * (N == 3 ? 4 : N)) vec : vec_members<T, N> {
   explicit vec(const vec<U, N>& o) {
     for (int i = 0; i < N; ++i) (*this)[i] = T(o[i]);
   }
-  T& operator[](int i) { return at(*this, i); }
-  const T& operator[](int i) const { return at(*this, i); }
+  T& operator[](int i) { return component<N>(*this, i); }
+  const T& operator[](int i) const { return component<N>(*this, i); }
+  MSL_SWIZZLE_MEMBERS(vec)
 
  private:
-  template <class Self>
-  static auto& at(Self& v, int i) {
-    if constexpr (N > 2) if (i == 2) return v.z;
-    if constexpr (N > 3) if (i == 3) return v.w;
-    return i == 0 ? v.x : v.y;
-  }
-  template <class U>
+  template <class U, std::enable_if_t<vec_size<U>::value == 1, int> = 0>
   void put(int& i, const U& s) { (*this)[i++] = T(s); }
-  template <class U, int M>
-  void put(int& i, const vec<U, M>& v) {
-    for (int j = 0; j < M; ++j) (*this)[i++] = T(v[j]);
+  template <class U, std::enable_if_t<(vec_size<U>::value > 1), int> = 0>
+  void put(int& i, const U& v) {
+    for (int j = 0; j < vec_size<U>::value; ++j) (*this)[i++] = T(v[j]);
   }
 };
 template <class T, int N> struct vec_size<vec<T, N>> : std::integral_constant<int, N> {};
 
+// Metal's packed vectors: the elements only, aligned as one element (a
+// packed_float3 takes 12 bytes). They convert to and from vectors; arithmetic
+// converts them to vectors first.
+template <class T, int N>
+struct packed_vec : vec_members<T, N> {
+  typedef T value_type;
+  packed_vec() = default;
+  packed_vec(const vec<T, N>& v) {
+    for (int i = 0; i < N; ++i) (*this)[i] = v[i];
+  }
+  template <class... A, std::enable_if_t<(sizeof...(A) > 1) && (vec_size<A>::value + ...) == N, int> = 0>
+  packed_vec(const A&... a) : packed_vec(vec<T, N>(a...)) {}
+  operator vec<T, N>() const { return msl_swizzle_all(std::make_integer_sequence<int, N>()); }
+  T& operator[](int i) { return component<N>(*this, i); }
+  const T& operator[](int i) const { return component<N>(*this, i); }
+  MSL_SWIZZLE_MEMBERS(packed_vec)
+
+ private:
+  template <int... I>
+  vec<T, N> msl_swizzle_all(std::integer_sequence<int, I...>) const { return msl_swizzle<I...>(); }
+};
+template <class T, int N> struct vec_size<packed_vec<T, N>> : std::integral_constant<int, N> {};
+template <class T> struct is_packed : std::false_type {};
+template <class T, int N> struct is_packed<packed_vec<T, N>> : std::true_type {};
+template <class T> inline const T& unpacked(const T& v) { return v; }
+template <class T, int N> inline vec<T, N> unpacked(const packed_vec<T, N>& p) { return p; }
+
 template <class T> struct is_vec : std::false_type {};
 template <class T, int N> struct is_vec<vec<T, N>> : std::true_type {};
+
+// The components a swizzle names, as an assignable whole (v.xy = ..., v.xy += ...).
+template <class V, int... I>
+struct swizzle_ref {
+  typedef typename V::value_type T;
+  typedef vec<T, int(sizeof...(I))> value_type;
+  static_assert(((I < vec_size<V>::value) && ...), "the swizzle names a component the vector lacks");
+  static_assert(all_distinct<I...>::value, "a swizzle that names a component twice cannot be assigned to, as in Metal");
+  V& v;
+
+  swizzle_ref& operator=(const value_type& x) {
+    int j = 0;
+    ((v[I] = x[j++]), ...);
+    return *this;
+  }
+  swizzle_ref& operator=(const swizzle_ref& o) { return *this = value_type(o); }
+  operator value_type() const { return value_type(v[I]...); }
+#define MSL_SWIZZLE_ASSIGN(op) \
+  template <class B>           \
+  swizzle_ref& operator op##=(const B& b) { return *this = value_type(value_type(*this) op b); }
+  MSL_SWIZZLE_ASSIGN(+)
+  MSL_SWIZZLE_ASSIGN(-)
+  MSL_SWIZZLE_ASSIGN(*)
+  MSL_SWIZZLE_ASSIGN(/)
+  MSL_SWIZZLE_ASSIGN(%)
+  MSL_SWIZZLE_ASSIGN(&)
+  MSL_SWIZZLE_ASSIGN(|)
+  MSL_SWIZZLE_ASSIGN(^)
+  MSL_SWIZZLE_ASSIGN(<<)
+  MSL_SWIZZLE_ASSIGN(>>)
+#undef MSL_SWIZZLE_ASSIGN
+};
+template <class V, int... I> struct vec_size<swizzle_ref<V, I...>> : std::integral_constant<int, sizeof...(I)> {};
 
 // Element-wise operators; a scalar operand is converted to the element type.
 #define MSL_VEC_OP(op, R)                                                           \
@@ -299,10 +386,45 @@ MSL_VEC_UNARY(~, T)
 MSL_VEC_UNARY(!, bool)
 #undef MSL_VEC_UNARY
 
-#define MSL_VEC_TYPES(T) \
-  typedef vec<T, 2> T##2; \
-  typedef vec<T, 3> T##3; \
-  typedef vec<T, 4> T##4;
+// Operators with a packed vector operand: on the unpacked vectors.
+#define MSL_PACKED_BINARY(op)                                                                          \
+  template <class A, class B, std::enable_if_t<is_packed<A>::value || is_packed<B>::value, int> = 0>  \
+  inline auto operator op(const A& a, const B& b) {                                                   \
+    return unpacked(a) op unpacked(b);                                                                \
+  }
+#define MSL_PACKED_OP(op)                                                    \
+  MSL_PACKED_BINARY(op)                                                      \
+  template <class T, int N, class B>                                         \
+  inline packed_vec<T, N>& operator op##=(packed_vec<T, N>& a, const B& b) { \
+    return a = packed_vec<T, N>(vec<T, N>(vec<T, N>(a) op unpacked(b)));     \
+  }
+MSL_PACKED_OP(+)
+MSL_PACKED_OP(-)
+MSL_PACKED_OP(*)
+MSL_PACKED_OP(/)
+MSL_PACKED_OP(%)
+MSL_PACKED_OP(&)
+MSL_PACKED_OP(|)
+MSL_PACKED_OP(^)
+MSL_PACKED_OP(<<)
+MSL_PACKED_OP(>>)
+MSL_PACKED_BINARY(==)
+MSL_PACKED_BINARY(!=)
+MSL_PACKED_BINARY(<)
+MSL_PACKED_BINARY(>)
+MSL_PACKED_BINARY(<=)
+MSL_PACKED_BINARY(>=)
+#undef MSL_PACKED_OP
+#undef MSL_PACKED_BINARY
+template <class T, int N> inline vec<T, N> operator-(const packed_vec<T, N>& a) { return -vec<T, N>(a); }
+
+#define MSL_VEC_TYPES(T)              \
+  typedef vec<T, 2> T##2;              \
+  typedef vec<T, 3> T##3;              \
+  typedef vec<T, 4> T##4;              \
+  typedef packed_vec<T, 2> packed_##T##2; \
+  typedef packed_vec<T, 3> packed_##T##3; \
+  typedef packed_vec<T, 4> packed_##T##4;
 MSL_VEC_TYPES(float)
 MSL_VEC_TYPES(half)
 MSL_VEC_TYPES(bfloat)
@@ -460,18 +582,143 @@ MSL_PREDICATE(isnormal, std::isnormal(x))
 MSL_PREDICATE(signbit, std::signbit(x))
 #undef MSL_PREDICATE
 
-// Integer functions.
-template <class T> inline T popcount(T v) { return T(__builtin_popcountll((unsigned long long)(std::make_unsigned_t<T>)v)); }
-template <class T> inline T clz(T v) {
-  const auto u = (unsigned long long)(std::make_unsigned_t<T>)v;
-  return T(u == 0 ? 8 * sizeof(T) : __builtin_clzll(u) - 8 * (sizeof(long long) - sizeof(T)));
+// Integer functions (scalars and vectors of char, short, int, long and their
+// unsigned types). Results that need more bits (hadd, addsat, mul_hi, ...) are
+// computed in a wider type first, so nothing overflows on the way.
+template <class T>
+struct is_int : std::integral_constant<bool, std::is_integral<T>::value && !std::is_same<T, bool>::value> {};
+#define MSL_INT_SCALAR template <class T, std::enable_if_t<is_int<T>::value, int> = 0>
+template <class T> using unsigned_t = std::make_unsigned_t<T>;
+// A signed type holding every sum and difference of two T; one holding every
+// product of two T plus a third (unsigned for unsigned 64-bit values).
+template <class T> using wide_t = std::conditional_t<(sizeof(T) < 8), int64_t, __int128>;
+template <class T>
+using product_t = std::conditional_t<(sizeof(T) < 4), int64_t,
+                                     std::conditional_t<(sizeof(T) < 8 || std::is_signed<T>::value), __int128,
+                                                        unsigned __int128>>;
+constexpr int bits_of(size_t bytes) { return int(8 * bytes); }
+
+template <class T, class W>
+inline T saturated(W v) {
+  const W lo = W(std::numeric_limits<T>::min()), hi = W(std::numeric_limits<T>::max());
+  return T(v < lo ? lo : v > hi ? hi : v);
 }
-template <class T> inline T ctz(T v) {
-  const auto u = (unsigned long long)(std::make_unsigned_t<T>)v;
-  return T(u == 0 ? 8 * sizeof(T) : __builtin_ctzll(u));
+// Wrapping arithmetic in T's width (signed overflow wraps, as on the GPU).
+template <class T, class W> inline T wrapped(W v) { return T(unsigned_t<T>(v)); }
+
+MSL_INT_SCALAR inline T popcount(T v) { return T(__builtin_popcountll((unsigned long long)unsigned_t<T>(v))); }
+MSL_INT_SCALAR inline T clz(T v) {
+  const auto u = (unsigned long long)unsigned_t<T>(v);
+  return T(u == 0 ? bits_of(sizeof(T)) : __builtin_clzll(u) - bits_of(sizeof(long long) - sizeof(T)));
 }
-template <class T> inline T mulhi(T a, T b) {
-  return T((__int128(a) * __int128(b)) >> (8 * sizeof(T)));
+MSL_INT_SCALAR inline T ctz(T v) {
+  const auto u = (unsigned long long)unsigned_t<T>(v);
+  return T(u == 0 ? bits_of(sizeof(T)) : __builtin_ctzll(u));
+}
+MSL_INT_SCALAR inline T reverse_bits(T v) {
+  unsigned long long u = unsigned_t<T>(v), r = 0;
+  for (int i = 0; i < bits_of(sizeof(T)); ++i, u >>= 1) r = r << 1 | (u & 1);
+  return wrapped<T>(r);
+}
+// v rotated left by i bits (i modulo the width).
+MSL_INT_SCALAR inline T rotate(T v, T i) {
+  const int width = bits_of(sizeof(T)), s = int(unsigned_t<T>(i) & unsigned(width - 1));
+  const unsigned long long u = unsigned_t<T>(v);
+  return wrapped<T>(u << s | u >> ((width - s) & (width - 1)));
+}
+// Bits offset .. offset + bits - 1 of x, right-justified (sign-extended for a
+// signed T); 0 when bits is 0. Undefined in Metal when offset + bits > width.
+MSL_INT_SCALAR inline T extract_bits(T x, uint offset, uint bits) {
+  if (bits == 0 || offset >= 64) return T(0);
+  const unsigned long long mask = bits >= 64 ? ~0ull : (1ull << bits) - 1;
+  unsigned long long field = ((unsigned long long)unsigned_t<T>(x) >> offset) & mask;
+  if (std::is_signed<T>::value && bits < 64 && (field >> (bits - 1) & 1)) field |= ~mask;
+  return wrapped<T>(field);
+}
+// base with bits offset .. offset + bits - 1 replaced by the low bits of insert.
+MSL_INT_SCALAR inline T insert_bits(T base, T insert, uint offset, uint bits) {
+  if (bits == 0 || offset >= 64) return base;
+  const unsigned long long mask = (bits >= 64 ? ~0ull : (1ull << bits) - 1) << offset;
+  const unsigned long long b = unsigned_t<T>(base), i = unsigned_t<T>(insert);
+  return wrapped<T>((b & ~mask) | (i << offset & mask));
+}
+MSL_INT_SCALAR inline T hadd(T x, T y) { return T((wide_t<T>(x) + wide_t<T>(y)) >> 1); }
+MSL_INT_SCALAR inline T rhadd(T x, T y) { return T((wide_t<T>(x) + wide_t<T>(y) + 1) >> 1); }
+MSL_INT_SCALAR inline T addsat(T x, T y) { return saturated<T>(wide_t<T>(x) + wide_t<T>(y)); }
+MSL_INT_SCALAR inline T subsat(T x, T y) { return saturated<T>(wide_t<T>(x) - wide_t<T>(y)); }
+// |x - y| as the unsigned type, so that it always fits (OpenCL's abs_diff
+// returns the unsigned type; not sure Metal's absdiff does).
+MSL_INT_SCALAR inline unsigned_t<T> absdiff(T x, T y) {
+  const wide_t<T> d = wide_t<T>(x) - wide_t<T>(y);
+  return unsigned_t<T>(d < 0 ? -d : d);
+}
+// The high half of the full product x * y.
+MSL_INT_SCALAR inline T mul_hi(T x, T y) {
+  return wrapped<T>((product_t<T>(x) * product_t<T>(y)) >> bits_of(sizeof(T)));
+}
+MSL_INT_SCALAR inline T mad_hi(T a, T b, T c) { return wrapped<T>(unsigned_t<T>(mul_hi(a, b)) + unsigned_t<T>(c)); }
+MSL_INT_SCALAR inline T mad_sat(T a, T b, T c) {
+  return saturated<T>(product_t<T>(a) * product_t<T>(b) + product_t<T>(c));
+}
+// 32-bit integers of which only the low 24 bits (sign-extended for int) are multiplied.
+template <class T, std::enable_if_t<is_int<T>::value && sizeof(T) == 4, int> = 0>
+inline T mul24(T x, T y) {
+  const auto low = [](T v) {
+    return std::is_signed<T>::value ? int64_t(int32_t(uint32_t(v) << 8) >> 8) : int64_t(uint32_t(v) & 0xffffffu);
+  };
+  return wrapped<T>(low(x) * low(y));
+}
+template <class T, std::enable_if_t<is_int<T>::value && sizeof(T) == 4, int> = 0>
+inline T mad24(T x, T y, T z) { return wrapped<T>(uint32_t(mul24(x, y)) + uint32_t(z)); }
+#undef MSL_INT_SCALAR
+
+// The same functions on vectors, element by element.
+#define MSL_INT_VEC1(name)                                         \
+  template <class T, int N>                                        \
+  inline vec<T, N> name(vec<T, N> v) {                             \
+    for (int i = 0; i < N; ++i) v[i] = name(v[i]);                 \
+    return v;                                                      \
+  }
+#define MSL_INT_VEC2(name, R)                                      \
+  template <class T, int N>                                        \
+  inline vec<R, N> name(const vec<T, N>& a, const vec<T, N>& b) {  \
+    vec<R, N> r;                                                   \
+    for (int i = 0; i < N; ++i) r[i] = name(a[i], b[i]);           \
+    return r;                                                      \
+  }
+#define MSL_INT_VEC3(name)                                                            \
+  template <class T, int N>                                                           \
+  inline vec<T, N> name(vec<T, N> a, const vec<T, N>& b, const vec<T, N>& c) {       \
+    for (int i = 0; i < N; ++i) a[i] = name(a[i], b[i], c[i]);                        \
+    return a;                                                                         \
+  }
+MSL_INT_VEC1(popcount)
+MSL_INT_VEC1(clz)
+MSL_INT_VEC1(ctz)
+MSL_INT_VEC1(reverse_bits)
+MSL_INT_VEC2(rotate, T)
+MSL_INT_VEC2(hadd, T)
+MSL_INT_VEC2(rhadd, T)
+MSL_INT_VEC2(addsat, T)
+MSL_INT_VEC2(subsat, T)
+MSL_INT_VEC2(absdiff, unsigned_t<T>)
+MSL_INT_VEC2(mul_hi, T)
+MSL_INT_VEC2(mul24, T)
+MSL_INT_VEC3(mad_hi)
+MSL_INT_VEC3(mad_sat)
+MSL_INT_VEC3(mad24)
+#undef MSL_INT_VEC1
+#undef MSL_INT_VEC2
+#undef MSL_INT_VEC3
+template <class T, int N>
+inline vec<T, N> extract_bits(vec<T, N> x, uint offset, uint bits) {
+  for (int i = 0; i < N; ++i) x[i] = extract_bits(x[i], offset, bits);
+  return x;
+}
+template <class T, int N>
+inline vec<T, N> insert_bits(vec<T, N> base, const vec<T, N>& insert, uint offset, uint bits) {
+  for (int i = 0; i < N; ++i) base[i] = insert_bits(base[i], insert[i], offset, bits);
+  return base;
 }
 
 // select(a, b, c): c ? b : a, element-wise for vectors.
@@ -521,6 +768,57 @@ inline To as_type(const From& v) {
   std::memcpy(&r, &v, sizeof(To));
   return r;
 }
+
+// Metal's type traits (metal_type_traits), as MLX's kernels use them: the
+// standard ones, with half and bfloat floating-point (and signed) scalars. For
+// vectors, is_vector; the others describe scalars here (not sure Metal's
+// is_floating_point and friends say the same for vectors).
+using std::bool_constant;
+using std::conditional;
+using std::conditional_t;
+using std::decay;
+using std::decay_t;
+using std::enable_if;
+using std::enable_if_t;
+using std::false_type;
+using std::integral_constant;
+using std::is_const;
+using std::is_const_v;
+using std::is_convertible;
+using std::is_convertible_v;
+using std::is_integral;
+using std::is_integral_v;
+using std::is_pointer;
+using std::is_pointer_v;
+using std::is_same;
+using std::is_same_v;
+using std::make_signed;
+using std::make_signed_t;
+using std::make_unsigned;
+using std::make_unsigned_t;
+using std::remove_const;
+using std::remove_const_t;
+using std::remove_cv;
+using std::remove_cv_t;
+using std::remove_reference;
+using std::remove_reference_t;
+using std::remove_volatile;
+using std::remove_volatile_t;
+using std::true_type;
+using std::void_t;
+template <class T> struct is_floating_point : is_float<std::remove_cv_t<T>> {};
+template <class T> inline constexpr bool is_floating_point_v = is_floating_point<T>::value;
+template <class T>
+struct is_arithmetic : bool_constant<std::is_integral<std::remove_cv_t<T>>::value || is_floating_point<T>::value> {};
+template <class T> inline constexpr bool is_arithmetic_v = is_arithmetic<T>::value;
+template <class T>
+struct is_signed : bool_constant<is_floating_point<T>::value || std::is_signed<std::remove_cv_t<T>>::value> {};
+template <class T> inline constexpr bool is_signed_v = is_signed<T>::value;
+template <class T> struct is_unsigned : std::is_unsigned<std::remove_cv_t<T>> {};
+template <class T> inline constexpr bool is_unsigned_v = is_unsigned<T>::value;
+template <class T> inline constexpr bool is_scalar_v = is_scalar<std::remove_cv_t<T>>::value;
+template <class T> struct is_vector : is_vec<std::remove_cv_t<T>> {};
+template <class T> inline constexpr bool is_vector_v = is_vector<T>::value;
 
 template <class T> struct numeric_limits : std::numeric_limits<T> {};
 template <class T, uint16_t Max, uint16_t Min, uint16_t Eps, uint16_t Inf, uint16_t NaN>

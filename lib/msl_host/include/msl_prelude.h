@@ -8,6 +8,7 @@
 #endif
 
 #include "mlx_utils.h"
+#include "msl_matrix.h"
 
 // Address spaces mean nothing on a CPU: after msl_host's source rewrite
 // (threadgroup declarations become shared storage; in checked mode device,

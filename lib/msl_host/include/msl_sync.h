@@ -16,6 +16,7 @@
 
 #include <sys/mman.h>
 
+#include <csignal>
 #include <cstdlib>
 
 #include "msl_check.h"
@@ -87,6 +88,7 @@ struct thread_ids {
   uint3 size;   // threads_per_threadgroup (smaller at the grid's far edges)
   uint index;   // thread_index_in_threadgroup
   uint count;   // threads in this threadgroup
+  work_state* work;  // its account of work units
 };
 
 // Metal's dispatchThreads as MLX calls it: threadgroups of min(threadgroup,
@@ -170,6 +172,7 @@ struct fiber {
   const void* in2;
   void* out;
   uint32_t arg, arg2;
+  work_state work;     // its account of work units (see below)
 };
 
 typedef void (*thread_body)(void* body, const thread_ids& ids);
@@ -274,6 +277,91 @@ inline void fiber_main(fiber* f) {
 inline void fiber_main_ucontext() { fiber_main(sched().running); }
 #endif
 
+// ---------------------------------------------------------------- work budget, interrupts
+
+// A thread may spend `budget` units of work (the launch's work_budget): one per
+// loop iteration (msl_host appends MSL_LOOP_TICK or MSL_HELPER_TICK to every
+// `for` and `while` condition: a unit each time it holds), and at each wait at a
+// barrier or SIMD-group function as many as its threadgroup has threads (a round
+// of waits costs every thread of the group a turn). The unit past its budget
+// stops it. The loops of the kernel body count down the kernel function's own
+// argument msl_work_ (a register): a grant of at most grant_units units taken
+// from the thread's account (work_state), settled when it runs out. The other
+// ticks and the waits charge the account itself, found through `current`. At
+// every grant, every 65536 other units and every wait, a thread also looks
+// whether SIGINT arrived.
+
+// Set by the SIGINT handler of an interruptible launch of this library.
+inline volatile sig_atomic_t interrupted = 0;
+
+inline bool interrupt_pending() { return current->interruptible && interrupted; }
+
+// Stop the thread: SIGINT arrived, or its budget is spent (at file:line).
+[[noreturn, gnu::cold, gnu::noinline]] inline void stop_thread(const char* file, unsigned line) {
+  if (interrupt_pending()) {
+    begin_fault(fault_interrupted);
+    throw fault_tag{};
+  }
+  fault_record& f = begin_fault(fault_budget);
+  f.index = current->budget;
+  f.line = int32_t(line);
+  copy_text(f.file, sizeof f.file, file);
+  throw fault_tag{};
+}
+
+// The running thread's account.
+inline work_state& thread_work() {
+  launch_ctx* L = current;
+  return L->sched ? L->sched->running->work : L->work;
+}
+
+// The body's grant ran out at file:line: settle it and this unit; the next grant.
+// (The account comes as an argument: a call here, to find it, would make the
+// compiler keep the loop's values in memory.)
+inline int64_t next_grant(work_state& w, const char* file, unsigned line) {
+  w.left -= w.grant + 1;
+  if (w.left < 0 || (interrupted && w.interruptible)) stop_thread(file, line);
+  w.grant = std::min(grant_units, w.left);
+  return w.grant;
+}
+
+inline bool helper_tick(const char* file, unsigned line) {
+  work_state& w = thread_work();
+  if (__builtin_expect(--w.left < 0 || (w.left & 0xffff) == 0, 0)) {
+    if (w.left < 0 || (interrupted && w.interruptible)) stop_thread(file, line);
+  }
+  return true;
+}
+
+// A wait at a barrier or SIMD-group function at `where`.
+inline void charge_wait(fiber* f, const site& where) {
+  f->work.left -= int64_t(f->ids.count);
+  if (f->work.left < 0 || (interrupted && f->work.interruptible)) stop_thread(where.file, where.line);
+}
+
+// While a launch that may be interrupted runs, SIGINT only sets `interrupted`
+// (the threads stop at their next check; Python then raises the signal again
+// for its own handler). Left alone where SIGINT is ignored or kills the process.
+struct sigint_scope {
+  struct sigaction saved;
+  bool installed = false;
+  explicit sigint_scope(bool interruptible) {
+    if (!interruptible) return;
+    interrupted = 0;
+    if (sigaction(SIGINT, nullptr, &saved) != 0) return;
+    if (!(saved.sa_flags & SA_SIGINFO) && (saved.sa_handler == SIG_DFL || saved.sa_handler == SIG_IGN)) return;
+    struct sigaction ours = {};
+    ours.sa_handler = [](int) { interrupted = 1; };
+    sigemptyset(&ours.sa_mask);
+    installed = sigaction(SIGINT, &ours, nullptr) == 0;
+  }
+  ~sigint_scope() {
+    if (installed) sigaction(SIGINT, &saved, nullptr);
+  }
+  sigint_scope(const sigint_scope&) = delete;
+  sigint_scope& operator=(const sigint_scope&) = delete;
+};
+
 constexpr size_t fiber_stack_bytes = size_t(256) << 10;
 constexpr size_t page_bytes = 4096;
 
@@ -327,6 +415,8 @@ inline void start_fiber(fiber* f, char* stack) {
   makecontext(&f->context, fiber_main_ucontext, 0);
 #endif
   f->state = runnable;
+  f->work = fresh_work(current->budget, current->interruptible);
+  f->ids.work = &f->work;
 }
 
 // The fiber now running (a SIMD-group function or barrier outside fiber mode
@@ -340,10 +430,25 @@ inline fiber* running_fiber(const char* what) {
   return L->sched->running;
 }
 
+// Whether v, stepping by `step` from anywhere, leaves `v < bound` (`v <= bound`
+// with `inclusive`; `v > bound`, `v >= bound` for a negative step) before it
+// would overflow V: bound fits V, and its last value plus step still does.
+template <class V>
+constexpr bool counted_ends(__int128 bound, __int128 step, bool inclusive) {
+  if constexpr (!std::is_integral<V>::value || std::is_same<V, bool>::value) {
+    return false;
+  } else {
+    const __int128 lo = std::numeric_limits<V>::min(), hi = std::numeric_limits<V>::max();
+    const __int128 last = step > 0 ? bound - !inclusive : bound + !inclusive;  // the last value inside
+    return bound >= lo && bound <= hi && (step > 0 ? last + step <= hi : last + step >= lo);
+  }
+}
+
 // ---------------------------------------------------------------- barriers
 
 inline void wait_at_barrier(const site& where) {
   fiber* f = running_fiber("threadgroup_barrier");
+  charge_wait(f, where);
   f->state = at_barrier;
   f->where = where;
   suspend(f);
@@ -431,6 +536,7 @@ template <class R, class T>
 inline R collective(resolver fn, const char* name, const site& where, const T& in, uint32_t arg = 0,
                     const void* in2 = nullptr, uint32_t arg2 = 0) {
   fiber* f = running_fiber(name);
+  charge_wait(f, where);
   R out{};
   f->state = at_collective;
   f->where = where;
@@ -809,7 +915,9 @@ struct launch_scope {
 };
 
 // Run `body` for every thread of the grid `G` (the launcher's, which the
-// kernel's attributes read too); returns 0, or 1 after a fault. Fibers: the
+// kernel's attributes read too), each thread with `budget` units of work;
+// returns 0, or 1 after a fault (or an interrupt, checked between groups and
+// in the threads; `interruptible`: SIGINT stops the launch). Fibers: the
 // kernel has barriers or SIMD-group functions. TgSlots: its number of
 // threadgroup declarations. Without fibers, the threads run one
 // after the other in the loop below. run_grid is inlined into the launcher
@@ -818,16 +926,21 @@ struct launch_scope {
 // them, and optimises the loop like a hand-written one.
 template <bool Fibers, int TgSlots, class Body>
 __attribute__((always_inline)) inline int run_grid(const grid_info G, const region* regions, int nregions,
-             fault_record* fault, Body body) {
+             fault_record* fault, int64_t budget, bool interruptible, Body body) {
   if (G.dispatch_count == 0) return 0;
   tg_slot slots[TgSlots > 0 ? TgSlots : 1] = {};
   char* arena = TgSlots > 0 ? static_cast<char*>(std::aligned_alloc(64, tg_memory_limit)) : nullptr;
-  launch_ctx L{fault, regions, nregions, slots, TgSlots, arena, 0, 0, nullptr};
+  launch_ctx L{fault, regions, nregions, slots, TgSlots, arena, 0, 0, nullptr, budget, fresh_work(budget, interruptible), interruptible};
   launch_scope scope(&L);
   int status = 0;
   for (uint gz = 0; gz < G.groups.z; ++gz)
   for (uint gy = 0; gy < G.groups.y; ++gy)
   for (uint gx = 0; gx < G.groups.x; ++gx) {
+    if (interruptible && interrupted) {
+      begin_fault(fault_interrupted);
+      status = 1;
+      goto done;
+    }
     const uint3 group(gx, gy, gz);
     const uint3 first = group * G.dispatch;
     const uint3 size(metal::min(G.dispatch.x, G.grid.x - first.x), metal::min(G.dispatch.y, G.grid.y - first.y),
@@ -846,7 +959,8 @@ __attribute__((always_inline)) inline int run_grid(const grid_info G, const regi
       for (uint lx = 0; lx < size.x; ++lx) {
         try {
           const uint3 local(lx, ly, lz);
-          body(thread_ids{first + local, local, group, size, (lz * size.y + ly) * size.x + lx, count});
+          L.work = fresh_work(budget, interruptible);
+          body(thread_ids{first + local, local, group, size, (lz * size.y + ly) * size.x + lx, count, &L.work});
         } catch (...) {  // (the handler rebuilds the ids: keeping them for it would cost every thread)
           const uint3 local(lx, ly, lz);
           caught(thread_ids{first + local, local, group, size, (lz * size.y + ly) * size.x + lx, count});
@@ -862,3 +976,17 @@ done:
 }
 
 }  // namespace msl
+
+// What msl_host appends to a loop condition: in the kernel body (whose function
+// gets its first grant and its account as the arguments msl_work_ and
+// msl_account_), and elsewhere (a constant
+// expression, such as a constexpr helper's loop at compile time, counts nothing).
+#define MSL_LOOP_TICK \
+  (__builtin_expect(--msl_work_ >= 0, 1) ||                                \
+   ((msl_work_ = ::msl::next_grant(*msl_account_, __FILE__, __LINE__)), true))
+#define MSL_HELPER_TICK (__builtin_is_constant_evaluated() || ::msl::helper_tick(__FILE__, __LINE__))
+// True (the loop ends by itself: no tick) for `for (V v = ...; v < bound; v += step)` (or <=, or counting
+// down) where the compiler knows bound, which v reaches without overflowing V (msl_host checked that the
+// body does not change v). __builtin_constant_p does not evaluate its argument.
+#define MSL_COUNTED(v, bound, step, inclusive) \
+  (__builtin_constant_p(bound) && ::msl::counted_ends<decltype(v)>((bound), (step), (inclusive)))
