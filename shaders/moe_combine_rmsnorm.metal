@@ -9,7 +9,7 @@
 // Template: T; W = elements per access (16 bytes of T when h is a multiple of that,
 // else 1); TOP_K = 0: top_k read at run time, > 0: fixed when compiled; HAS_SHARED;
 // ITERS = accesses per thread along the row, ceil(h / (W * threads));
-// EPS_BITS = the bits of eps as a float32 (template arguments are integers).
+// EPS_BITS = the bits of eps as a float32 (template arguments are integers); ROUND_BEFORE_WEIGHT.
 // Grid, counted in threads: n_tokens * threads, in threadgroups of `threads` (a multiple
 // of 32, at most 1024).
 const uint H = y_expert_shape[1];
@@ -70,14 +70,18 @@ for (uint g = 0; g < simdgroups_per_threadgroup; ++g) {
 }
 const float scale = metal::rsqrt(total / float(H) + as_type<float>(EPS_BITS));
 
-// 3. normed = hidden * scale * weight, from the values kept in step 1.
+// 3. normed = hidden * scale * weight, from the values kept in step 1, rounded to T once
+// (ROUND_BEFORE_WEIGHT false), or as mx.fast.rms_norm rounds it (true): hidden * scale
+// rounded to T, then times the weight, rounded again (the product of two half or bfloat
+// values is exact in float32, so rounding it once gives what T * T gives).
 for (int it = 0; it < ITERS; ++it) {
     const uint h0 = (uint(it) * n_threads + tid) * W;
     if (h0 < H) {
         const Row wt = *(const device Row*)(weight + h0);
         Row o;
         for (int i = 0; i < W; ++i) {
-            o.v[i] = static_cast<T>(kept[it][i] * scale * float(wt.v[i]));
+            const float x = kept[it][i] * scale;
+            o.v[i] = static_cast<T>((ROUND_BEFORE_WEIGHT ? float(static_cast<T>(x)) : x) * float(wt.v[i]));
         }
         *(device Row*)(normed + row + h0) = o;
     }

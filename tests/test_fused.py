@@ -41,11 +41,12 @@ def test_awkward_sizes_float32(backend, n_tokens, h, top_k):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("norm_rounding", kernels.NORM_ROUNDINGS)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("n_tokens,h,top_k", [(3, 257, 10), (1, 2048, 8), (3, 1000, 1)])
-def test_half_precision(backend, dtype, n_tokens, h, top_k):
+def test_half_precision(backend, norm_rounding, dtype, n_tokens, h, top_k):
     args = make_fused_inputs(n_tokens, h, top_k, seed=h).mlx(dtype)
-    check(args, backend, dtype)
+    check(args, backend, dtype, norm_rounding=norm_rounding)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -73,16 +74,72 @@ def test_agrees_with_the_two_step_version(backend):
     assert rel_error(hidden, hidden2) < 1e-6 and rel_error(normed, normed2) < 1e-6
 
 
+def ulps(a: mx.array, b: mx.array) -> np.ndarray:
+    """|a - b| in units in the last place of their dtype (counting representable values between them)."""
+    bits = 8 * a.dtype.size
+    def ordered(x: mx.array) -> np.ndarray:
+        i = np.array(x.view(mx.uint32 if bits == 32 else mx.uint16)).astype(np.int64)
+        return np.where(i >> (bits - 1), -(i & ((1 << (bits - 1)) - 1)), i)
+    return np.abs(ordered(a) - ordered(b))
+
+
+def mlx_rms_norm(backend: str, hidden: mx.array, weight: mx.array) -> mx.array:
+    """mx.fast.rms_norm of our hidden on the device the backend compares with: MLX's CPU fallback for the host
+    runner (both compute the scale as 1 / sqrt(x)), MLX's CUDA kernel for ours on CUDA (both use rsqrtf)."""
+    if backend == "metal":
+        pytest.skip("not compared on Metal: mx.fast.rms_norm takes precise::rsqrt, our kernel metal::rsqrt")
+    return mx.fast.rms_norm(hidden, weight, EPS, stream=mx.cpu if backend == "host" else mx.gpu)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("n_tokens,h,top_k", [(1, 1, 1), (3, 256, 4), (2, 2048, 8), (2, 16384, 10)])
+def test_before_weight_is_mx_fast_rms_norm_bit_for_bit(backend, dtype, n_tokens, h, top_k):
+    """With the sum of squares exact in float32 whatever the order (every hidden value a multiple of 1/4 below 4
+    in size, h a power of two, so the mean is exact too), norm_rounding="before_weight" gives mx.fast.rms_norm's
+    output bit for bit; "once" differs from it in half precision (weights of 1 + N(0, 0.1^2))."""
+    rng = np.random.default_rng(h + top_k)
+    quarters = lambda *shape: (rng.integers(-7, 8, shape) / 4).astype(np.float32)  # noqa: E731
+    args = make_fused_inputs(n_tokens, h, top_k, shared=False, seed=h)
+    args = args._replace(expert_w=np.eye(top_k, dtype=np.float32)[[0] * n_tokens],  # weight 1 on expert 0
+                         y_expert=quarters(n_tokens * top_k, h), residual=quarters(n_tokens, h)).mlx(dtype)
+    results = {r: kernels.moe_combine_rmsnorm(*args, EPS, backend=backend, norm_rounding=r)
+               for r in kernels.NORM_ROUNDINGS}
+    hidden, normed = results["before_weight"]
+    assert np.all(np.abs(np.array(hidden.astype(mx.float32))) < 4)
+    ref = mlx_rms_norm(backend, hidden, args.weight)
+    assert ulps(normed, ref).max() == 0
+    if dtype != "float32" and h > 1:
+        assert (ulps(results["once"][1], ref) > 0).mean() > 0.1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype, most_ulps, share_off", [("float16", 2, 0.005), ("bfloat16", 2, 0.001)])
+def test_before_weight_near_mx_fast_rms_norm(backend, dtype, most_ulps, share_off):
+    """On random rows the two sums of squares round differently (MLX's CPU fallback adds them one after another,
+    ours in a tree), so a few outputs differ from mx.fast.rms_norm's, by at most 2 units in the last place."""
+    off, total = 0, 0
+    for n_tokens, h, top_k in [(3, 257, 10), (64, 2048, 8), (16, 4099, 8), (16, 16384, 10)]:
+        args = make_fused_inputs(n_tokens, h, top_k, seed=h + n_tokens).mlx(dtype)
+        hidden, normed = kernels.moe_combine_rmsnorm(*args, EPS, backend=backend, norm_rounding="before_weight")
+        u = ulps(normed, mlx_rms_norm(backend, hidden, args.weight))
+        assert u.max() <= most_ulps
+        off, total = off + (u > 0).sum(), total + u.size
+    assert off / total <= share_off
+
+
 def test_run_info_and_threads():
     args = make_fused_inputs(2, 2048, 8, seed=3).mlx("bfloat16")
     _, _, info = kernels.moe_combine_rmsnorm(*args, EPS, return_info=True)
     tpl = dict(info.template)
     assert info.threadgroup == (256, 1, 1) and info.grid == (2 * 256, 1, 1)  # 2048 / 8 per access = 256 threads
-    assert tpl["W"] == 8 and tpl["ITERS"] == 1 and tpl["TOP_K"] == 8
+    assert tpl["W"] == 8 and tpl["ITERS"] == 1 and tpl["TOP_K"] == 8 and tpl["ROUND_BEFORE_WEIGHT"] is False
     _, _, info = kernels.moe_combine_rmsnorm(*args, EPS, threads=64, return_info=True)
     assert info.threadgroup == (64, 1, 1) and dict(info.template)["ITERS"] == 4
     with pytest.raises(ValueError, match=r"threads: expected a multiple of 32 from 32 to 1024, got 48"):
         kernels.moe_combine_rmsnorm(*args, EPS, threads=48)
+    _, _, info = kernels.moe_combine_rmsnorm(*args, EPS, norm_rounding="before_weight", return_info=True)
+    assert dict(info.template)["ROUND_BEFORE_WEIGHT"] is True
 
 
 @pytest.mark.parametrize("change, error, match", [
@@ -104,3 +161,10 @@ def test_bad_input_raises_before_any_kernel(monkeypatch, fn, change, error, matc
     with pytest.raises(error, match=match):
         getattr(kernels, fn)(*[call[k] for k in ("expert_w", "y_expert", "sh_logit", "y_shared", "residual",
                                                       "weight", "eps")], backend=BACKENDS[0])
+
+
+def test_bad_norm_rounding_raises_before_any_kernel(monkeypatch):
+    monkeypatch.setattr(kernels, "compile_shader", lambda *_a, **_kw: pytest.fail("a kernel was built"))
+    with pytest.raises(ValueError, match=r"^norm_rounding: expected one of \['once', 'before_weight'\], got 'twice'$"):
+        kernels.moe_combine_rmsnorm(*make_fused_inputs(2, 16, 4, seed=1).mlx(), EPS, backend=BACKENDS[0],
+                                    norm_rounding="twice")

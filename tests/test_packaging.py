@@ -41,3 +41,22 @@ def test_wheel_holds_sources_and_finds_them(tmp_path):
                           text=True, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 1e-6
+
+
+def test_package_imports_without_mlx_lm():
+    """mlx-lm is an extra: every module but the lesson 06 ones imports without it, and those say what is missing."""
+    code = """
+import sys
+sys.modules["mlx_lm"] = None  # as if not installed
+import moe_reduce.cli, moe_reduce.kernels, moe_reduce.model_configs, moe_reduce.exercises
+for name in ("integrate", "model_check", "model_bench"):
+    try:
+        __import__("moe_reduce." + name)
+    except ImportError as e:
+        assert "mlx_lm" in str(e), e
+    else:
+        raise AssertionError(name + " imported without mlx-lm")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO / "lib"), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
+    assert done.returncode == 0, done.stderr

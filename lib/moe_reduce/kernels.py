@@ -219,12 +219,19 @@ def combine_call(backend: str, variant: str, threads: int | None, args: CombineA
 FUSED_FILE = "moe_combine_rmsnorm.metal"
 FUSED_INPUTS = INPUT_NAMES + ("weight",)
 FUSED_OUTPUTS = ("hidden", "normed")
+# Where normed is rounded to the activation dtype: "once", after the weight multiply (Hugging Face's Qwen3-Next
+# order), or "before_weight": hidden * rsqrt(...) rounded first, then times the weight and rounded again, the
+# order of mx.fast.rms_norm and of Hugging Face's Llama/Qwen2 RMSNorm. The two agree in float32.
+NORM_ROUNDINGS = ("once", "before_weight")
 
 
-def fused_config(p: Problem, eps: float, threads: int | None = None) -> LaunchConfig:
+def fused_config(p: Problem, eps: float, threads: int | None = None, norm_rounding: str = "once") -> LaunchConfig:
     """One threadgroup per token, of `threads` threads (default: enough 32-thread SIMD groups to cover the row in
     16-byte accesses, at most 1024), each thread striding along the row ITERS times; the template carries W
-    (elements per access: 16 bytes' worth when h allows, else 1), TOP_K, HAS_SHARED, ITERS and eps's bits."""
+    (elements per access: 16 bytes' worth when h allows, else 1), TOP_K, HAS_SHARED, ITERS, eps's bits and
+    ROUND_BEFORE_WEIGHT (norm_rounding, one of NORM_ROUNDINGS)."""
+    if norm_rounding not in NORM_ROUNDINGS:
+        raise ValueError(f"norm_rounding: expected one of {list(NORM_ROUNDINGS)}, got {norm_rounding!r}")
     vec = VARIANTS["vec"].outputs_per_thread(p.dtype)
     w = vec if p.h % vec == 0 else 1
     groups = -(-p.h // w)
@@ -233,15 +240,16 @@ def fused_config(p: Problem, eps: float, threads: int | None = None) -> LaunchCo
         raise ValueError(f"threads: expected a multiple of 32 from 32 to 1024, got {threads}")
     eps_bits = struct.unpack("<i", struct.pack("<f", eps))[0]
     template = [("T", to_mlx_dtype(p.dtype)), ("W", w), ("TOP_K", p.top_k), ("HAS_SHARED", p.shared),
-                ("ITERS", -(-groups // threads)), ("EPS_BITS", eps_bits)]
+                ("ITERS", -(-groups // threads)), ("EPS_BITS", eps_bits),
+                ("ROUND_BEFORE_WEIGHT", norm_rounding == "before_weight")]
     return LaunchConfig((p.n_tokens * threads, 1, 1), (threads, 1, 1), template)
 
 
-def fused_call(backend: str, args: CombineArgs, weight, eps: float, threads: int | None,
+def fused_call(backend: str, args: CombineArgs, weight, eps: float, threads: int | None, norm_rounding: str,
                init_value: float | None = None) -> tuple[mx.array, mx.array, LaunchConfig]:
     """Validate, configure and dispatch the fused kernel: (hidden, normed, config)."""
     p = validate_rmsnorm(*args, weight, eps, allowed=KERNEL_DTYPES)
-    config = fused_config(p, eps, threads)
+    config = fused_config(p, eps, threads, norm_rounding)
     hidden, normed = fused_dispatch(build_fused(backend), config, p, args, weight, init_value)
     return hidden, normed, config
 
@@ -263,19 +271,21 @@ def fused_dispatch(kernel: Callable[..., list], config: LaunchConfig, p: Problem
 
 
 def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps: float = 1e-6, *,
-                        backend: str = "auto", threads: int | None = None, init_value: float | None = None,
-                        return_info: bool = False):
+                        backend: str = "auto", threads: int | None = None, norm_rounding: str = "once",
+                        init_value: float | None = None, return_info: bool = False):
     """The combine and the RMSNorm after it in one kernel: returns (hidden, normed), or (hidden, normed, RunInfo).
     hidden = the combine with the residual (required); normed = hidden / sqrt(mean(hidden^2) + eps) * weight,
     weight of shape (h,) in the activations' dtype. Models whose norm scales by 1 + weight (Qwen3-Next) pass
-    1 + weight. Checked before anything runs; MLX arrays on a GPU backend take an mx.compile fast path."""
+    1 + weight. norm_rounding: "once" (normed rounded after the weight multiply) or "before_weight" (as
+    mx.fast.rms_norm rounds; see NORM_ROUNDINGS). Checked before anything runs; MLX arrays on a GPU backend take
+    an mx.compile fast path."""
     args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
     if init_value is None and not return_info:
-        fast = compiled_fused(backend, threads, eps)
+        fast = compiled_fused(backend, threads, eps, norm_rounding)
         if fast is not None and all_mlx(*args, weight):
             return fast(*args, weight)
     backend = pick_backend(backend)
-    hidden, normed, config = fused_call(backend, args, weight, eps, threads, init_value)
+    hidden, normed, config = fused_call(backend, args, weight, eps, threads, norm_rounding, init_value)
     if not return_info:
         return hidden, normed
     return hidden, normed, RunInfo(backend, "fused", Path(FUSED_FILE).stem, config.grid, config.threadgroup,
@@ -283,7 +293,8 @@ def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight
 
 
 @functools.cache
-def compiled_fused(backend: str, threads: int | None, eps: Any) -> Callable[..., tuple[mx.array, mx.array]] | None:
+def compiled_fused(backend: str, threads: int | None, eps: Any,
+                   norm_rounding: str) -> Callable[..., tuple[mx.array, mx.array]] | None:
     """fused_call traced by mx.compile for a GPU backend (None for the host backend), as compiled_launch."""
     backend = pick_backend(backend)
     if backend == "host":
@@ -291,7 +302,7 @@ def compiled_fused(backend: str, threads: int | None, eps: Any) -> Callable[...,
 
     def launch(*args: mx.array | None) -> tuple[mx.array, mx.array]:
         """Validate, configure and dispatch (runs at trace time only)."""
-        hidden, normed, _ = fused_call(backend, CombineArgs(*args[:5]), args[5], eps, threads)
+        hidden, normed, _ = fused_call(backend, CombineArgs(*args[:5]), args[5], eps, threads, norm_rounding)
         return hidden, normed
 
     return mx.compile(launch)
