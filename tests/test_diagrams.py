@@ -58,3 +58,14 @@ def test_draw_row_reduction_names_the_groups_and_the_barrier():
     assert "4 SIMD groups" in fig.axes[0].get_title() and "SIMD group 3" in texts and "partial[3]" in texts
     assert "threadgroup_barrier" in texts and min(t.get_fontsize() for t in fig.axes[0].texts) >= 8
     plt.close(fig)
+
+
+def test_roofline_figure_draws_each_card_and_point():
+    from moe_reduce.machine import DATASHEET_PEAKS
+    from moe_reduce.plots import roofline_figure
+
+    fig = roofline_figure(DATASHEET_PEAKS, {"combine, float32": 0.432})
+    ax = fig.axes[0]
+    roofs = [ln for ln in ax.lines if ln.get_label().startswith(("H100", "H200"))]
+    assert len(roofs) == 2 and max(roofs[1].get_ydata()) == 67  # the flat roof: 67 TFLOP/s
+    assert {t.get_text() for t in ax.texts} >= {"combine, float32", "balance 20 flop/byte", "balance 14 flop/byte"}
