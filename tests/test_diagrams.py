@@ -69,3 +69,15 @@ def test_roofline_figure_draws_each_card_and_point():
     roofs = [ln for ln in ax.lines if ln.get_label().startswith(("H100", "H200"))]
     assert len(roofs) == 2 and max(roofs[1].get_ydata()) == 67  # the flat roof: 67 TFLOP/s
     assert {t.get_text() for t in ax.texts} >= {"combine, float32", "balance 20 flop/byte", "balance 14 flop/byte"}
+
+
+def test_fused_time_figure_draws_each_implementation_in_its_colour():
+    from moe_reduce import plots, results
+
+    runs = [r for r in results.load_runs(results.find_results()) if r.meta.get("op") == "fused"][:2]
+    fig = plots.fused_time_figure({f"card {i}": r for i, r in enumerate(runs)}, "float32", 2048, 8)
+    assert len(fig.axes) == 2 * len(runs)
+    lines = {ln.get_label(): ln.get_color() for ln in fig.axes[0].lines}
+    assert lines == {label: plots.COLORS[impl] for impl, label in plots.FUSED_LABELS.items()}
+    bands = [c.get_facecolor()[0][:3] for c in fig.axes[0].collections]
+    assert len(bands) == 3 and len({tuple(b) for b in bands}) == 3  # one band per line, in the line's colour

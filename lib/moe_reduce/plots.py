@@ -67,12 +67,11 @@ def line(ax: Axes, rows: Sequence[Row], x: str, y: str, label: str, band: tuple[
     """One implementation: median line with markers and, if given, a shaded 20–80 percentile band."""
     rows = sorted(rows, key=lambda r: getattr(r, x))
     xs = [getattr(r, x) for r in rows]
-    color = COLORS.get(label)
-    kw = dict(marker="o", ms=3.5, lw=1.6, color=color, label=label, ls="--" if label in DASHED else "-") | style
+    kw = dict(marker="o", ms=3.5, lw=1.6, color=COLORS.get(label), label=label, ls="--" if label in DASHED else "-") | style
     ax.plot(xs, [getattr(r, y) for r in rows], **kw)
     if band:
         lo, hi = ([stat(r, b) for r in rows] for b in band)
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.fill_between(xs, lo, hi, color=kw["color"], alpha=0.15, lw=0)
 
 
 def stat(r: Row, name: str) -> float:
