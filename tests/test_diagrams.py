@@ -58,3 +58,26 @@ def test_draw_row_reduction_names_the_groups_and_the_barrier():
     assert "4 SIMD groups" in fig.axes[0].get_title() and "SIMD group 3" in texts and "partial[3]" in texts
     assert "threadgroup_barrier" in texts and min(t.get_fontsize() for t in fig.axes[0].texts) >= 8
     plt.close(fig)
+
+
+def test_roofline_figure_draws_each_card_and_point():
+    from moe_reduce.machine import DATASHEET_PEAKS
+    from moe_reduce.plots import roofline_figure
+
+    fig = roofline_figure(DATASHEET_PEAKS, {"combine, float32": 0.432})
+    ax = fig.axes[0]
+    roofs = [ln for ln in ax.lines if ln.get_label().startswith(("H100", "H200"))]
+    assert len(roofs) == 2 and max(roofs[1].get_ydata()) == 67  # the flat roof: 67 TFLOP/s
+    assert {t.get_text() for t in ax.texts} >= {"combine, float32", "balance 20 flop/byte", "balance 14 flop/byte"}
+
+
+def test_fused_time_figure_draws_each_implementation_in_its_colour():
+    from moe_reduce import plots, results
+
+    runs = [r for r in results.load_runs(results.find_results()) if r.meta.get("op") == "fused"][:2]
+    fig = plots.fused_time_figure({f"card {i}": r for i, r in enumerate(runs)}, "float32", 2048, 8)
+    assert len(fig.axes) == 2 * len(runs)
+    lines = {ln.get_label(): ln.get_color() for ln in fig.axes[0].lines}
+    assert lines == {label: plots.COLORS[impl] for impl, label in plots.FUSED_LABELS.items()}
+    bands = [c.get_facecolor()[0][:3] for c in fig.axes[0].collections]
+    assert len(bands) == 3 and len({tuple(b) for b in bands}) == 3  # one band per line, in the line's colour

@@ -53,6 +53,9 @@ DATASHEET_GBPS = (
     ("H200", 4800, "NVIDIA H200 Tensor Core GPU datasheet: 4.8 TB/s HBM3e"),
 )
 
+# Lesson 01's roofline: float32 FLOP/s without tensor cores and HBM bytes/s, from NVIDIA's H100 (SXM) and H200
+# Tensor Core GPU datasheets (67 TFLOPS FP32 on both; 3.35 TB/s HBM3, 4.8 TB/s HBM3e).
+DATASHEET_PEAKS = {"H100 SXM": (67e12, 3.35e12), "H200": (67e12, 4.8e12)}
 
 def datasheet(gpu: str | None) -> tuple[float, str] | None:
     """(GB/s, source) of a GPU's datasheet memory bandwidth, or None for a GPU (or CPU) not in the table."""

@@ -67,12 +67,11 @@ def line(ax: Axes, rows: Sequence[Row], x: str, y: str, label: str, band: tuple[
     """One implementation: median line with markers and, if given, a shaded 20–80 percentile band."""
     rows = sorted(rows, key=lambda r: getattr(r, x))
     xs = [getattr(r, x) for r in rows]
-    color = COLORS.get(label)
-    kw = dict(marker="o", ms=3.5, lw=1.6, color=color, label=label, ls="--" if label in DASHED else "-") | style
+    kw = dict(marker="o", ms=3.5, lw=1.6, color=COLORS.get(label), label=label, ls="--" if label in DASHED else "-") | style
     ax.plot(xs, [getattr(r, y) for r in rows], **kw)
     if band:
         lo, hi = ([stat(r, b) for r in rows] for b in band)
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.fill_between(xs, lo, hi, color=kw["color"], alpha=0.15, lw=0)
 
 
 def stat(r: Row, name: str) -> float:
@@ -283,3 +282,69 @@ def plot_run(run: Run, folder: Path) -> list[Path]:
             if draws(run, name, dtype):
                 written += export(make(run, dtype), folder, f"{name}_{dtype}")
     return written
+
+
+@styled
+def roofline_figure(peaks: dict[str, tuple[float, float]], points: dict[str, float]) -> Figure:
+    """Attainable FLOP/s, min(peak, intensity × bandwidth), against flop/byte for each card (`peaks`: card -> (peak
+    FLOP/s, bytes/s)), log-log, with the balance points marked and each of `points` (label -> flop/byte) on each
+    card's roof."""
+    fig = Figure(figsize=(8.0, 4.6), layout="constrained")
+    ax = fig.subplots()
+    x = np.geomspace(0.1, 100, 400)
+    for (card, (peak, bandwidth)), color in zip(peaks.items(), ("#1f77b4", "#ff7f0e")):
+        ax.plot(x, np.minimum(peak, x * bandwidth) / 1e12, color=color, lw=2,
+                label=f"{card}: {peak / 1e12:g} TFLOP/s, {bandwidth / 1e12:g} TB/s")
+        ax.plot([peak / bandwidth], [peak / 1e12], "o", mfc="white", color=color, ms=7)
+        ax.annotate(f"balance {peak / bandwidth:.0f} flop/byte", (peak / bandwidth, peak / 1e12), color=color,
+                    textcoords="offset points", xytext=(6, -16 if color == "#1f77b4" else 6), fontsize=9.5)
+        for label, intensity in points.items():
+            ax.plot([intensity], [intensity * bandwidth / 1e12], "s", color=color, ms=6)
+    for label, intensity in points.items():
+        ax.axvline(intensity, color="0.5", lw=1, ls=":")
+        ax.annotate(label, (intensity, 0.12), rotation=90, fontsize=9.5, color="0.3", textcoords="offset points",
+                    xytext=(-12, 0), va="bottom")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(0.1, 100)
+    ax.set_ylim(0.1, 200)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("arithmetic intensity (flop/byte)")
+    ax.set_ylabel("attainable TFLOP/s (float32)")
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(loc="upper left", frameon=False)
+    return fig
+
+
+FUSED_LABELS = {"kernel_fused": "our fused kernel", "torch_compile_two_step": "torch.compile, two steps",
+                "triton_fused": "Triton, fused"}
+
+
+def fused_time_panel(ax: Axes, run: Run, dtype: str, field: str, h: int, top_k: int) -> None:
+    """Lesson 04's panel: one implementation per line against n_tokens, log-log; wall time with its 20-80% band."""
+    for impl, label in FUSED_LABELS.items():
+        rows = sorted(run.select(impl=impl, dtype=dtype, h=h, top_k=top_k), key=lambda r: r.n_tokens)
+        line(ax, rows, "n_tokens", field, label, ("p20_us", "p80_us") if field == "median_us" else None,
+             color=COLORS[impl], ms=4)
+    log2_x(ax)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1, 2, 5)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_ylabel("µs (log scale)")
+    ax.grid(alpha=0.3, which="both")
+
+
+@styled
+def fused_time_figure(runs: dict[str, Run], dtype: str, h: int, top_k: int) -> Figure:
+    """Lesson 04's times: wall time above, GPU time below, one column per card (`runs`: card -> fused run)."""
+    fig = Figure(figsize=(10.0, 8.0), layout="constrained")
+    axes = fig.subplots(2, len(runs), sharex=True, squeeze=False)
+    for col, (card, run) in enumerate(runs.items()):
+        for row, (field, what) in enumerate((("median_us", "wall time per call"), ("gpu_us", "GPU time per call"))):
+            fused_time_panel(axes[row, col], run, dtype, field, h, top_k)
+            axes[row, col].set_title(f"{card}, {dtype}: {what}")
+        axes[1, col].set_xlabel(f"n_tokens (h = {h}, top_k = {top_k})")
+    legend(fig, ncol=3)
+    return fig

@@ -2,6 +2,7 @@
 
     from moe_reduce import exercises
     passed = exercises.check("sigmoid", my_sigmoid)   # prints a verdict, returns whether it passed
+    exercises.hint("sigmoid")                 # a nudge, short of the solution
     exercises.solution("sigmoid")             # the reference solution, only when asked for
 
 An answer still equal to its placeholder (None, or the starter text untouched) is reported as not attempted
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import harness, lesson01, lesson02, lesson03, lesson04
+from .hints import HINTS
 from .verdict import Verdict
 
 
@@ -30,16 +32,21 @@ class Exercise:
 
 
 EXERCISES = {e.name: e for e in [
-    Exercise("sigmoid", "01", "5. The sigmoid's numerics", "write a sigmoid that never overflows",
-             lesson01.check_sigmoid, lambda: lesson01.sigmoid_solution),
+    Exercise("log_sigmoid", "01", "5. The sigmoid's numerics", "write log σ(x), right for |x| up to 1000",
+             lesson01.check_log_sigmoid, lambda: lesson01.log_sigmoid_solution),
     Exercise("bytes_per_call", "01", "7. Bytes, flops, and why the op is memory-bound",
              f"bytes one call moves for {lesson01.BYTES_MODEL} at n_tokens = {lesson01.BYTES_TOKENS}, "
              f"{lesson01.BYTES_DTYPE} activations", lesson01.check_bytes, lesson01.bytes_solution),
     Exercise("error_bound", "01", "4. The float64 oracle, and the kernel's float32 order",
              "bound the float32 rounding error of the routed sum, as a function of top_k",
              lesson01.check_bound, lambda: lesson01.bound_solution),
+    Exercise("roofline", "01", "6. Bytes, flops, and why the op is memory-bound",
+             f"the fraction of the {lesson01.ROOF_CARD}'s float32 peak the combine can reach at n_tokens = "
+             f"{lesson01.ROOF_TOKENS}, {lesson01.ROOF_DTYPE} activations", lesson01.check_roofline,
+             lesson01.roofline_solution),
     Exercise("scalar_body", "02", "1. The kernel source", "write the scalar kernel body from the formula",
-             lesson02.body_checker(lesson02.scalar_body_starter, "scalar", harness.SCALAR_CASES),
+             lesson02.body_checker(lesson02.scalar_body_starter, "scalar", harness.SCALAR_CASES, whole_blocks=True,
+                                   fault_hint=lesson02.BODY_HINT),
              lambda: lesson02.kernel_source("scalar"), lesson02.scalar_body_starter),
     Exercise("residual_flag", "02", "1. The kernel source", "add the optional residual term (HAS_RESIDUAL)",
              lesson02.body_checker(lesson02.residual_starter, "scalar", harness.SCALAR_CASES),
@@ -65,8 +72,9 @@ EXERCISES = {e.name: e for e in [
     Exercise("half_ceiling", "03", "Explore", f"read the throughput plot: who reaches half the ceiling at n_tokens = "
              f"{lesson03.PLOT_TOKENS}", lesson03.check_half_ceiling, lesson03.half_ceiling_solution),
     Exercise("fused_bytes", "04", "1. Why fuse",
-             f"bytes one fused call saves for {lesson04.BYTES_MODEL} at n_tokens = {lesson04.BYTES_TOKENS}, "
-             f"{lesson04.BYTES_DTYPE} activations", lesson04.check_saved, lesson04.saved_solution),
+             f"the fraction of the two-step's bytes one fused call saves for {lesson04.SAVED_MODEL} at n_tokens = "
+             f"{lesson04.SAVED_TOKENS}, {lesson04.SAVED_DTYPE} activations", lesson04.check_saved,
+             lesson04.saved_solution),
     Exercise("fused_launch", "04", "2. The kernel",
              f"launch the fused kernel at {lesson04.GRID_CASE.describe()}: one threadgroup per token",
              lesson04.check_grid, lesson04.grid_solution),
@@ -98,6 +106,13 @@ def check(name: str, answer: Any) -> bool:
 def starter(name: str) -> Any:
     """The placeholder answer a lesson starts from (a kernel body, a function, or None)."""
     return get(name).starter()
+
+
+def hint(name: str) -> str:
+    """Print a nudge for an exercise, short of its solution, and return it."""
+    text = HINTS[get(name).name]
+    print(text)
+    return text
 
 
 def solution(name: str) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from ..inputs import make_inputs
 from ..kernels import build, get_variant, kernel_source, launch_config
 from ..validate import validate
@@ -22,8 +24,10 @@ RESIDUAL = """if (HAS_RESIDUAL) {
 """
 ROW_INDEX = "const int64_t y_idx = int64_t(t) * K * H + h;"
 TAIL_START = "} else {  // rows not vector-aligned (H not a multiple of W): one element at a time\n"
-GUARD_HINT = ("A thread whose token t = i / H is n_tokens or more has no output to make: stop it before it touches "
-              "memory, with a guard like `if (t >= uint(expert_w_shape[0])) return;`.")
+GUARD_HINT = ("Count the threads this launch starts against the outputs there are: what must a thread with no output "
+              "to make do, and before touching what?")
+BODY_HINT = ("The checker also launches whole threadgroups of 256, as CUDA does: a thread whose index is past the last "
+             "output must not touch memory.")
 TAIL_HINT = "The last thread of a row has only H − h0 outputs left, fewer than W: make only those."
 
 
@@ -111,14 +115,23 @@ def launch_solution(n_tokens: int, h: int) -> tuple[tuple[int, int, int], tuple[
     return (n, 1, 1), (min(256, n), 1, 1)
 
 
-def launch_shape_error(launch: Any) -> str | None:
-    """Why a launch is not (grid, threadgroup) as MLX takes them, or None."""
-    ok = (isinstance(launch, tuple) and len(launch) == 2
-          and all(isinstance(g, tuple) and len(g) == 3 and all(isinstance(v, int) and v >= 1 for v in g) for g in launch))
-    if not ok:
-        return f"expected (grid, threadgroup), two tuples of three positive ints, got {launch!r}"
-    size = launch[1][0] * launch[1][1] * launch[1][2]
-    return None if size <= 1024 else f"a threadgroup holds at most 1024 threads, yours has {size}"
+def as_launch(launch: Any) -> tuple[tuple | None, str | None]:
+    """(grid, threadgroup) as two tuples of three Python ints, from tuples or lists of ints or NumPy integers; or
+    (None, why not)."""
+    shape = f"expected (grid, threadgroup), two tuples of three positive ints, got {launch!r}"
+    if not (isinstance(launch, (tuple, list)) and len(launch) == 2
+            and all(isinstance(g, (tuple, list)) and len(g) == 3 for g in launch)):
+        return None, shape
+    bad = [v for g in launch for v in g if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
+    if bad:
+        return None, f"{shape}: {bad[0]!r} is a {type(bad[0]).__name__}, not an int"
+    grid, group = (tuple(int(v) for v in g) for g in launch)
+    if min(grid + group) < 1:
+        return None, f"{shape}: every count must be at least 1"
+    size = group[0] * group[1] * group[2]
+    if size > 1024:
+        return None, f"a threadgroup holds at most 1024 threads, yours has {size}"
+    return (grid, group), None
 
 
 def run_launch(variant: str, case: Case, launch: tuple) -> Verdict | None:
@@ -134,17 +147,16 @@ def run_launch(variant: str, case: Case, launch: tuple) -> Verdict | None:
     if verdict is not None:
         return failed(f"{verdict.message} Your grid {grid} starts {started} threads; MLX counts the grid in threads, "
                       f"and this kernel needs one per {f'{w} outputs' if w > 1 else 'output'}: {needed}.")
-    round_up = -(-needed // group[0]) * group[0] if grid[1] == grid[2] == 1 else needed
-    if started > max(needed, round_up):
+    if started > needed:
         return failed(f"at {case.describe()} every output is right, but your grid {grid} starts {started} threads for "
                       f"{needed} that make outputs ({w} each): the other {started - needed} start only to return at "
-                      f"the guard.")
+                      "the guard. MLX's grid need not be a multiple of the threadgroup: the last one is cut short.")
     return None
 
 
 def launch_verdict(variant: str, case: Case, launch: Any) -> Verdict | None:
     """None if a launch has MLX's shape and runs the package's kernel right and not wastefully, else a verdict."""
-    error = launch_shape_error(launch)
+    launch, error = as_launch(launch)
     return failed(error) if error else run_launch(variant, case, launch)
 
 

@@ -20,9 +20,8 @@ from ..reference import reference_combine_rmsnorm_f64
 from ..traffic import bytes_fused, bytes_two_step
 from ..validate import validate_rmsnorm
 from .harness import LEARNER_ERRORS, NAN, checking_backend, error_message, fault_message, fresh_seed
-from .lesson01 import BYTES_DTYPE, BYTES_MODEL, BYTES_TOKENS
-from .lesson02 import TODO, launch_shape_error
-from .verdict import Verdict, check_count, code_answer, failed, passed, unattempted
+from .lesson02 import TODO, as_launch
+from .verdict import Verdict, check_fraction, code_answer, failed, passed, unattempted
 
 EPS = 1e-6
 
@@ -47,40 +46,39 @@ class FusedCase(NamedTuple):
         return make_fused_inputs(self.n_tokens, self.h, self.top_k, shared=self.shared, seed=seed).mlx(self.dtype)
 
 
-# ------------------------------------------------------------------ the bytes fusion saves (lesson 01's preset)
+# ------------------------------------------------------------------ the share of bytes fusion saves
 
-def two_step_bytes() -> int:
-    """traffic's count for the two-step at the question's preset (activations bfloat16, gates float32)."""
-    m = MODELS[BYTES_MODEL]
-    return bytes_two_step(BYTES_TOKENS, m.top_k, m.h, BYTES_DTYPE, "float32", m.gated_shared)
+SAVED_MODEL, SAVED_TOKENS, SAVED_DTYPE = "Qwen3-Next-80B-A3B", 4096, "bfloat16"
 
 
-def saved_solution() -> int:
-    """Bytes the two-step moves minus the fused call's: traffic.bytes_two_step − traffic.bytes_fused."""
-    m = MODELS[BYTES_MODEL]
-    return two_step_bytes() - bytes_fused(BYTES_TOKENS, m.top_k, m.h, BYTES_DTYPE, "float32", m.gated_shared)
+def saved_fraction(top_k: int, shared: bool, hidden_written_too: bool = False) -> float:
+    """(two-step bytes − fused bytes) / two-step bytes at the question's size (gates float32); with
+    hidden_written_too, the slip of counting hidden's write as saved as well as its read."""
+    m = MODELS[SAVED_MODEL]
+    two = bytes_two_step(SAVED_TOKENS, top_k, m.h, SAVED_DTYPE, "float32", shared)
+    saved = two - bytes_fused(SAVED_TOKENS, top_k, m.h, SAVED_DTYPE, "float32", shared)
+    return (2 if hidden_written_too else 1) * saved / two
 
 
-def saved_mistakes() -> dict[str, int]:
-    """Answers that typical slips give, by what was slipped."""
-    right, m = saved_solution(), MODELS[BYTES_MODEL]
-    return {
-        "the write of hidden counted as saved too: the fused kernel still writes hidden (the residual stream goes "
-        "on to the next layer); only reading it back disappears": 2 * right,
-        "activations counted in float32 (4 bytes) instead of bfloat16 (2)": 2 * right,
-        "the weight counted as saved: both versions read it once": right + m.h * ITEMSIZE[BYTES_DTYPE],
-        "bits instead of bytes": 8 * right,
-        "the two-step's total instead of the difference": two_step_bytes(),
-    }
+def saved_solution() -> float:
+    """The share of the two-step's bytes a fused call saves: 1 − traffic.bytes_fused / traffic.bytes_two_step."""
+    m = MODELS[SAVED_MODEL]
+    return saved_fraction(m.top_k, m.gated_shared)
 
 
 def check_saved(answer: Any) -> Verdict:
-    """An integer count of bytes saved, against traffic; names the slips when the answer matches some."""
-    right, total = saved_solution(), two_step_bytes()
-    return check_count(answer, "my_saved", right, saved_mistakes(),
-                       f"{right:,} bytes, hidden read back once: {right / total:.1%} of the two-step's {total:,} "
-                       "(traffic.bytes_two_step − traffic.bytes_fused).",
-                       "List what each version reads and writes per call; the fused kernel skips one of them.", digits=0)
+    """A fraction within 1% of the saved share; names the slips it matches."""
+    m, right = MODELS[SAVED_MODEL], saved_solution()
+    slips = {"the write of hidden counted as saved too: the fused kernel still writes hidden (the residual stream "
+             "goes on to the next layer); only reading it back disappears": saved_fraction(m.top_k, True, True),
+             "the shared expert left out (this model has one)": saved_fraction(m.top_k, False),
+             "top_k taken as 8 (this model routes each token to 10 experts)": saved_fraction(8, m.gated_shared),
+             "what the fused call still moves, not what it saves": 1 - right}
+    return check_fraction(answer, "my_saved", right, slips,
+                          f"{right:.2%}: the two-step reads hidden back, one row of h activations per token, out of "
+                          f"the {m.top_k} expert rows, y_shared, residual, hidden written, hidden read and normed "
+                          "written (plus the gates and the weight).",
+                          "Count the rows of h activations each version moves per token; the fused kernel skips one.")
 
 
 # ------------------------------------------------------------------ the launch
@@ -166,10 +164,10 @@ def check_grid(answer: Any) -> Verdict:
     """Check a (grid, threadgroup) for the fused kernel at GRID_CASE: runs the package's kernel with it."""
     if answer is None:
         return unattempted("set my_launch to ((x, y, z), (x, y, z)).")
-    error = launch_shape_error(answer)
+    launch, error = as_launch(answer)
     if error:
         return failed(error)
-    grid, group = answer
+    grid, group = launch
     c = GRID_CASE
     right_grid, right_group = grid_solution()
     pieces = c.h // (16 // ITEMSIZE[c.dtype])

@@ -64,18 +64,55 @@ def call_learner(fn: Callable, *args: Any) -> tuple[Any, Verdict | None]:
         return None, failed(f"your function raised {type(e).__name__}: {e}")
 
 
-def check_count(answer: Any, variable: str, right: int, mistakes: dict[str, int], praise: str, hint: str, *,
-                digits: int, every_slip: bool = True) -> Verdict:
-    """An integer count of bytes (a bool is no count) against the right one: passes with `praise`; else names the
-    slips (`mistakes`: what was slipped -> the count it gives) the answer equals, every one or the first, or says
-    how far off it is (to `digits` decimals) and gives `hint`."""
+def whole_number(answer: Any) -> int | None:
+    """An answer as an int when it is a whole number (an int, a NumPy integer, or a float such as 852672.0 with
+    nothing after the point), else None; a bool is no number."""
+    if isinstance(answer, (bool, np.bool_)):
+        return None
+    if isinstance(answer, (int, np.integer)):
+        return int(answer)
+    if isinstance(answer, (float, np.floating)) and float(answer).is_integer():
+        return int(answer)
+    return None
+
+
+def how_far(answer: int, right: int) -> str:
+    """How far a count is from the right one, in bytes and in percent (to two significant digits)."""
+    diff = answer - right
+    return f"{abs(diff):,} byte{'s' * (abs(diff) != 1)} {'more' if diff > 0 else 'less'} than the count ({100 * diff / right:+.2g}%)"
+
+
+def check_count(answer: Any, variable: str, right: int, mistakes: dict[str, int], praise: str, hint: str) -> Verdict:
+    """A whole number of bytes (a bool is no count) against the right one: passes with `praise`; else names every
+    slip (`mistakes`: what was slipped -> the count it gives) the answer equals, or says how far off it is and
+    gives `hint`."""
     if answer is None:
-        return unattempted(f"set {variable} to your count (an int).")
-    if not isinstance(answer, (int, np.integer)) or isinstance(answer, bool):
-        return failed(f"expected a whole number of bytes (an int), got {answer!r}")
-    if answer == right:
+        return unattempted(f"set {variable} to your count (a whole number).")
+    count = whole_number(answer)
+    if count is None:
+        return failed(f"expected a whole number of bytes, got {answer!r}")
+    if count == right:
         return passed(praise)
-    slips = [what for what, value in mistakes.items() if value == answer][: None if every_slip else 1]
+    slips = [what for what, value in mistakes.items() if value == count]
     if slips:
-        return failed(f"{answer:,} is the count with " + "; or with ".join(slips) + ".")
-    return failed(f"{answer:,} is {100 * (answer - right) / right:+.{digits}f}% off. {hint}")
+        return failed(f"{count:,} is the count with " + "; or with ".join(slips) + ".")
+    return failed(f"{count:,} is {how_far(count, right)}. {hint}")
+
+
+def check_fraction(answer: Any, variable: str, right: float, mistakes: dict[str, float], praise: str,
+                   hint: str) -> Verdict:
+    """A positive fraction within 1% of the right one: passes with `praise`; else names every slip (`mistakes`:
+    what was slipped -> the value it gives; a percent for the fraction is always one) within 1% of the answer, or
+    says how far off it is and gives `hint`."""
+    if answer is None:
+        return unattempted(f"set {variable} to your answer, a fraction (0.5 for a half).")
+    if isinstance(answer, (bool, np.bool_)) or not isinstance(answer, (int, float, np.integer, np.floating)) \
+            or not answer > 0:
+        return failed(f"expected a positive fraction, got {answer!r}")
+    close = lambda value: abs(answer - value) <= 0.01 * value  # noqa: E731
+    if close(right):
+        return passed(praise)
+    slips = [what for what, value in {"a percent, not a fraction": 100 * right, **mistakes}.items() if close(value)]
+    if slips:
+        return failed(f"{answer:g} is what you get with " + "; or with ".join(slips) + ".")
+    return failed(f"{answer:g} is {100 * (answer - right) / right:+.2g}% off. {hint}")
