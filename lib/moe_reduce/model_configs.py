@@ -49,6 +49,8 @@ def model_config(name: str, *, n_layers: int, tiny: bool = False, **changes) -> 
     config = dict(CONFIGS[name], num_hidden_layers=n_layers)
     if tiny:
         config.update({k: v for k, v in TINY.items() if k in config})
+    if config.get("full_attention_interval", 0) > n_layers:
+        config["full_attention_interval"] = n_layers  # mlx-lm's qwen3_next needs one full-attention layer
     return {**config, **changes}
 
 
