@@ -133,10 +133,16 @@ WRONG = {
         (lambda: lesson03.crossover_solution() * 2, r"the swept size before .* already take"),
         (lambda: 1000, r"not a swept n_tokens"),
     ],
-    "half_ceiling": [
-        (lambda: lesson03.half_ceiling_solution() - {"kernel_scalar"}, r"missing kernel_scalar \(\d+\.\d%\)"),
-        (lambda: lesson03.half_ceiling_solution() | {"mlx"}, r"under half: mlx \(\d+\.\d%\)"),
-        (lambda: {"cuda_kernel"}, r"not in the figure"),
+    "top_k_time": [
+        (lambda: lesson03.auto_row(lesson03.committed_run(), 8).gpu_us * 10 / 8, r"the ratio of top_k \(10/8\)"),
+        (lambda: lesson03.auto_row(lesson03.committed_run(), 8).gpu_us, r"at top_k = 8 unchanged"),
+        (lambda: 1.2 * lesson03.top_k_solution(), r"\+20% off"),
+    ],
+    "no_shared": [
+        (1 - lesson02.shared_solution(), r"the fraction of time kept, not saved"),
+        (100 * lesson02.shared_solution(), r"a percentage, not a fraction"),
+        (0.125, r"one row of K \(only the expert rows\)"),
+        ("9%", r"expected a fraction between 0 and 1"),
     ],
     "fused_bytes": [
         (lesson04.saved_fraction(10, True, hidden_written_too=True), r"the write of hidden counted as saved too"),
@@ -173,7 +179,7 @@ WRONG = {
         (edit(REDUCE, "total += partial[g];", "total += partial[g]"), r"does not compile:\n.*your answer:\d+:\d+: error"),
     ],
 }
-VALUE_ANSWERS = {"predict_time", "fixed_cost", "half_ceiling"}  # wrong answers computed from the committed run
+VALUE_ANSWERS = {"predict_time", "fixed_cost", "top_k_time"}  # wrong answers computed from the committed run
 
 
 def test_every_exercise_has_wrong_answers_and_fifteen_in_all():

@@ -1,11 +1,14 @@
 """Figures of a benchmark run (Agg, no pyplot state), sized and lettered to be read at a notebook's width
 (~1000 px): throughput against n_tokens and h with the ceiling and the datasheet bandwidth, the default
 kernel's % of the ceiling over (n_tokens × h), time per call at decode sizes, and GPU time beside wall time
-with our kernel against the Triton peer; exported as PNG and SVG with deterministic metadata."""
+with our kernel against the Triton peer; throughput on log axes with every line told apart (colour-blind-safe), and
+a roofline from Nsight Compute's DRAM bytes; exported as PNG and SVG with deterministic metadata."""
 from __future__ import annotations
 
+import csv
 import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -347,4 +350,137 @@ def fused_time_figure(runs: dict[str, Run], dtype: str, h: int, top_k: int) -> F
             axes[row, col].set_title(f"{card}, {dtype}: {what}")
         axes[1, col].set_xlabel(f"n_tokens (h = {h}, top_k = {top_k})")
     legend(fig, ncol=3)
+
+
+# ------------------------------------------------------------------ throughput on a log axis, lines told apart
+
+# Okabe & Ito's colour-blind-safe palette; a family shares a colour, its members differ by marker and line style,
+# and launches replayed from a CUDA graph are dotted.
+OKABE_ITO = {"vermillion": "#D55E00", "orange": "#E69F00", "purple": "#CC79A7", "blue": "#0072B2",
+             "green": "#009E73", "sky": "#56B4E9", "black": "#000000", "grey": "#7F7F7F"}
+LINE_STYLES = {  # impl: (colour, marker, line style)
+    "kernel_auto": ("vermillion", "o", "-"), "kernel_vec_k": ("orange", "s", "-"), "kernel_vec": ("orange", "D", "--"),
+    "kernel_scalar_k": ("purple", "^", "-"), "kernel_scalar": ("purple", "v", "--"), "triton": ("blue", "P", "-"),
+    "triton_graph": ("blue", "P", ":"), "torch_compile": ("green", "X", "-"), "torch_compile_graph": ("green", "X", ":"),
+    "torch": ("sky", "h", "-"), "mlx_compile": ("black", "*", "-"), "mlx": ("grey", "d", "-"), "numpy": ("grey", "x", "--"),
+}
+
+
+def line_style(impl: str) -> dict:
+    """Colour, marker and line style of an implementation's line (grey circles for one not in LINE_STYLES)."""
+    colour, marker, ls = LINE_STYLES.get(impl, ("grey", "o", "-"))
+    return dict(color=OKABE_ITO[colour], marker=marker, ls=ls, lw=2.4 if impl == "kernel_auto" else 1.5, ms=5)
+
+
+def limit_labels(ax: Axes, run: Run, processor: str) -> None:
+    """The ceiling (solid) and datasheet bandwidth (dashed) as thin grey lines, each named in the legend."""
+    ceiling = run.meta["ceiling_gbps"].get(processor)
+    if ceiling:
+        ax.axhline(ceiling, lw=1.0, color="0.35", label=f"ceiling, {ceiling:,.0f} GB/s")
+    sheet = run.meta.get("datasheet_gbps", {}).get(processor)
+    if sheet:
+        ax.axhline(sheet, lw=1.0, ls="--", color="0.55", label=f"datasheet, {sheet:,.0f} GB/s")
+
+
+@styled
+def tokens_log_figure(run: Run, dtype: str, basis: str = "gbps") -> Figure:
+    """Throughput (GB/s of minimum bytes; `basis` 'gbps' for wall time, 'gpu_gbps' for GPU time) against n_tokens on
+    log axes, one panel per top_k of the plan, every implementation told apart by colour family, marker and line
+    style (LINE_STYLES)."""
+    h = run.meta["plan"]["tokens_h"]
+    top_ks = sorted({r.top_k for r in run.select(dtype=dtype, h=h)} & set(run.meta["plan"]["top_ks"]))
+    fig, axes = panels(max(1, len(top_ks)), height=6.0)
+    for ax, k in zip(axes, top_ks):
+        rows = run.select(dtype=dtype, h=h, top_k=k)
+        for impl in impls_in(rows):
+            mine = sorted((r for r in rows if r.impl == impl and getattr(r, basis) == getattr(r, basis)),
+                          key=lambda r: r.n_tokens)
+            ax.plot([r.n_tokens for r in mine], [getattr(r, basis) for r in mine], label=impl, **line_style(impl))
+        limit_labels(ax, run, "gpu" if on_gpu(run) else "cpu")
+        log2_x(ax)
+        ax.set_yscale("log")
+        log_axis(ax.yaxis)
+        ax.set_xlabel("n_tokens (tokens per call)")
+        ax.set_ylabel(f"GB/s (minimum bytes / {'GPU' if basis == 'gpu_gbps' else 'wall'} time)")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_title(f"h = {h}, top_k = {k}")
+    fig.suptitle(title(run, "Throughput vs n_tokens", dtype))
+    legend(fig, 4)
+    return fig
+
+
+# ------------------------------------------------------------------ roofline from Nsight Compute's DRAM bytes
+
+COUNTER_COLUMNS = ("label", "n_tokens", "dtype", "dram_bytes", "gpu_time_ns")
+SERIES_COLOURS = ("vermillion", "blue", "green", "purple", "orange", "sky", "black")  # far apart in turn
+
+
+@dataclass(frozen=True)
+class DramPoint:
+    """One profiled kernel launch: what ran (label, n_tokens, dtype), the bytes DRAM moved for it as Nsight Compute
+    counted them (dram__bytes_read.sum + dram__bytes_write.sum, caches flushed) and its duration
+    (gpu__time_duration.sum, ns)."""
+
+    label: str
+    n_tokens: int
+    dtype: str
+    dram_bytes: float
+    gpu_time_ns: float
+
+    @property
+    def gbps(self) -> float:
+        """Achieved DRAM bandwidth, GB/s (10^9 bytes/s)."""
+        return self.dram_bytes / self.gpu_time_ns
+
+
+def read_dram_counters(path: Path) -> list[DramPoint]:
+    """Rows of a counters CSV with the columns COUNTER_COLUMNS (others ignored); ValueError naming the file and the
+    missing columns, or the row with a non-positive byte count or time."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COUNTER_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: expected the columns {', '.join(COUNTER_COLUMNS)}; missing {', '.join(missing)}")
+        points = [DramPoint(r["label"], int(r["n_tokens"]), r["dtype"], float(r["dram_bytes"]), float(r["gpu_time_ns"]))
+                  for r in reader]
+    bad = next((p for p in points if not (p.dram_bytes > 0 and p.gpu_time_ns > 0)), None)
+    if bad:
+        raise ValueError(f"{path}: dram_bytes and gpu_time_ns must be positive, got {bad}")
+    return points
+
+
+@styled
+def roofline(points: Sequence[DramPoint], ceiling_gbps: float, device: str, datasheet_gbps: float | None = None) -> Figure:
+    """Left: GPU time against DRAM bytes per launch (log-log) under the roof bytes / ceiling, the fastest a launch
+    moving those bytes can be at the measured ceiling. Right: achieved DRAM bandwidth (bytes / time) against the
+    same bytes, with the ceiling (and the datasheet figure, if given) as lines. One series per (label, dtype),
+    each point annotated with its n_tokens."""
+    fig, (left, right) = panels(2, height=5.5)
+    series = sorted({(p.label, p.dtype) for p in points})
+    for i, (label, dtype) in enumerate(series):
+        mine = sorted((p for p in points if (p.label, p.dtype) == (label, dtype)), key=lambda p: p.dram_bytes)
+        colour = OKABE_ITO[SERIES_COLOURS[i % len(SERIES_COLOURS)]]
+        style = dict(color=colour, marker="os^Dv*"[i % 6], ls="-", lw=1.5, ms=6, label=f"{label}, {dtype}")
+        left.plot([p.dram_bytes for p in mine], [p.gpu_time_ns / 1e3 for p in mine], **style)
+        right.plot([p.dram_bytes for p in mine], [p.gbps for p in mine], **style)
+        for p in mine:
+            right.annotate(f"{p.n_tokens}", (p.dram_bytes, p.gbps), textcoords="offset points", xytext=(-5, 5),
+                           ha="right", fontsize=8, color=colour)
+    span = np.geomspace(min(p.dram_bytes for p in points) / 1.5, max(p.dram_bytes for p in points) * 1.5, 50)
+    left.plot(span, span / ceiling_gbps / 1e3, color="k", lw=1.2, label=f"roof: bytes / ceiling ({ceiling_gbps:,.0f} GB/s)")
+    right.axhline(ceiling_gbps, color="k", lw=1.2, ls="-.", label="measured ceiling")
+    if datasheet_gbps:
+        right.axhline(datasheet_gbps, color="0.5", lw=1.0, ls="--", label=f"datasheet, {datasheet_gbps:,.0f} GB/s")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        log_axis(ax.yaxis)
+        ax.set_xlabel("DRAM bytes per launch (Nsight Compute)")
+        ax.grid(alpha=0.3, which="both")
+    left.set_ylabel("GPU time per launch (µs)")
+    left.set_title("time against the roof")
+    right.set_ylabel("achieved DRAM bandwidth (GB/s)")
+    right.set_title("bandwidth against the ceiling")
+    fig.suptitle(f"Roofline from Nsight Compute's DRAM bytes — {device}")
+    legend(fig, 3)
     return fig

@@ -62,6 +62,9 @@ EXERCISES = {e.name: e for e in [
              lesson02.check_launch, lambda: lesson02.launch_solution, lambda: lesson02.launch_starter),
     Exercise("vec_tail", "02", "8. The vectorised variant", "write the unaligned tail of the vectorised kernel",
              lesson02.check_vec_tail, lesson02.vec_tail_solution, lesson02.vec_tail_starter),
+    Exercise("no_shared", "02", "10. No shared expert",
+             "predict the fraction of a bandwidth-bound call's time saved without the shared expert",
+             lesson02.check_shared, lesson02.shared_solution),
     Exercise("choose_grid", "02", "8. The vectorised variant",
              f"choose grid and threadgroup for vec at {lesson02.GRID_CASE.describe()}",
              lesson02.check_grid, lesson02.grid_solution),
@@ -69,8 +72,9 @@ EXERCISES = {e.name: e for e in [
              f"{lesson03.PREDICT_TOKENS} from its measured ceiling", lesson03.check_predict, lesson03.predict_solution),
     Exercise("fixed_cost", "03", "Explore", "find the n_tokens from which the bytes cost more than a call's fixed part",
              lesson03.check_crossover, lesson03.crossover_solution),
-    Exercise("half_ceiling", "03", "Explore", f"read the throughput plot: who reaches half the ceiling at n_tokens = "
-             f"{lesson03.PLOT_TOKENS}", lesson03.check_half_ceiling, lesson03.half_ceiling_solution),
+    Exercise("top_k_time", "03", "3. Who reaches memory speed",
+             f"predict kernel_auto's GPU time at top_k = {lesson03.TOPK_TO} from its time at top_k = {lesson03.TOPK_FROM}",
+             lesson03.check_top_k, lesson03.top_k_solution),
     Exercise("fused_bytes", "04", "1. Why fuse",
              f"the fraction of the two-step's bytes one fused call saves for {lesson04.SAVED_MODEL} at n_tokens = "
              f"{lesson04.SAVED_TOKENS}, {lesson04.SAVED_DTYPE} activations", lesson04.check_saved,

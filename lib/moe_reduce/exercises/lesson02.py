@@ -194,3 +194,35 @@ def grid_solution() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     c = GRID_CASE
     config = launch_config("vec", validate(*make_inputs(c.n_tokens, c.h, c.top_k).mlx(c.dtype)))
     return config.grid, config.threadgroup
+
+
+# ------------------------------------------------------------------ predict what dropping the shared expert saves
+
+SHARED_CASE = dict(n_tokens=4096, top_k=8, h=2048, dtype="float32", gate_dtype="float32")
+
+
+def shared_solution() -> float:
+    """Fraction of a bandwidth-bound call's time saved without the shared expert: the fraction of bytes it saves."""
+    from ..traffic import bytes_moved
+    return 1 - bytes_moved(**SHARED_CASE, shared=False) / bytes_moved(**SHARED_CASE)
+
+
+def check_shared(answer: Any) -> Verdict:
+    """A fraction of time saved, within 1% of the bytes saved; the usual slips named."""
+    if answer is None:
+        return unattempted("set my_saving to the fraction of time saved, e.g. 0.25.")
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not 0 < answer < 100:
+        return failed(f"expected a fraction between 0 and 1, got {answer!r}")
+    right, k = shared_solution(), SHARED_CASE["top_k"]
+    if abs(answer - right) <= 0.01 * right:
+        return passed(f"{right:.1%}: y_shared is one row of the K + 3 = {k + 3} rows a token moves (K expert rows, "
+                      f"y_shared, residual, out), and sh_logit one of its {k + 1} gate values. Lesson 03's appendix "
+                      "shows what an H200 measured.")
+    slips = {"the fraction of time kept, not saved": 1 - right, "a percentage, not a fraction": 100 * right,
+             "one row of K + 2 (the write of out left out)": 1 / (k + 2), "one row of K (only the expert rows)": 1 / k,
+             "one row of K + 1": 1 / (k + 1)}
+    slip = next((what for what, value in slips.items() if abs(answer - value) <= 0.01 * value), None)
+    if slip:
+        return failed(f"{answer:g} is what you get with {slip}.")
+    return failed(f"{answer:g} is {100 * (answer - right) / right:+.0f}% off. Count the rows each token reads and "
+                  "writes with and without the shared expert (lesson 01's bytes).")

@@ -118,36 +118,40 @@ def check_crossover(answer: Any) -> Verdict:
                   f"{bytes_us(run, before):.1f} µs, more than the {fixed:.1f} µs of a one-token call.")
 
 
-# ------------------------------------------------------------------ read a plot
+# ------------------------------------------------------------------ predict a time at another top_k
 
-PLOT_TOKENS = 16384
-
-
-def plot_rows(run: results.Run) -> list[results.Row]:
-    """The run's float32 rows at PLOT_TOKENS, h = H, top_k = TOP_K: one per implementation in the figure."""
-    return run.select(dtype="float32", n_tokens=PLOT_TOKENS, h=H, top_k=TOP_K)
+TOPK_TOKENS, TOPK_FROM, TOPK_TO = 16384, 8, 10
 
 
-def half_ceiling_solution(run: results.Run | None = None) -> set[str]:
-    """The implementations at or above half the ceiling at PLOT_TOKENS in the committed float32 run."""
-    return {r.impl for r in plot_rows(committed_run() if run is None else run) if r.pct_of_ceiling >= 50}
+def auto_row(run: results.Run, top_k: int) -> results.Row:
+    """The run's kernel_auto float32 row at TOPK_TOKENS, h = H and top_k."""
+    (row,) = run.select(impl="kernel_auto", dtype="float32", n_tokens=TOPK_TOKENS, h=H, top_k=top_k)
+    return row
 
 
-def check_half_ceiling(answer: Any) -> Verdict:
-    """A set of implementation names, against the run's rows."""
-    run, verdict = run_to_check(answer, "set my_impls to a set of implementation names, e.g. {\"mlx\"}.")
+def top_k_solution(run: results.Run | None = None) -> float:
+    """The measured GPU µs at TOPK_FROM scaled by the bytes' ratio: the same rate at TOPK_TO."""
+    run = committed_run() if run is None else run
+    return auto_row(run, TOPK_FROM).gpu_us * auto_row(run, TOPK_TO).bytes / auto_row(run, TOPK_FROM).bytes
+
+
+def check_top_k(answer: Any) -> Verdict:
+    """A GPU time within 1% of the bytes-scaled one; then the time the run measured."""
+    run, verdict = run_to_check(answer, "set my_gpu_us to your prediction in µs.")
     if verdict:
         return verdict
-    rows = {r.impl: r for r in plot_rows(run)}
-    if isinstance(answer, str) or not all(isinstance(a, str) for a in answer):
-        return failed(f"expected a set of implementation names, got {answer!r}")
-    unknown = set(answer) - set(rows)
-    if unknown:
-        return failed(f"not in the figure: {sorted(unknown)}; its implementations are {sorted(rows)}.")
-    right = half_ceiling_solution(run)
-    pct = lambda names: ", ".join(f"{n} ({rows[n].pct_of_ceiling:.1f}%)" for n in sorted(names))  # noqa: E731
-    if set(answer) == right:
-        return passed(f"{pct(right)} of the ceiling at n_tokens = {PLOT_TOKENS}.")
-    wrong = [f"missing {pct(right - set(answer))}" if right - set(answer) else "",
-             f"under half: {pct(set(answer) - right)}" if set(answer) - right else ""]
-    return failed("; ".join(w for w in wrong if w) + f" (n_tokens = {PLOT_TOKENS}, h = {H}, top_k = {TOP_K}).")
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer <= 0:
+        return failed(f"expected a positive time in µs, got {answer!r}")
+    right, base, row = top_k_solution(run), auto_row(run, TOPK_FROM).gpu_us, auto_row(run, TOPK_TO)
+    if abs(answer - right) <= 0.01 * right:
+        return passed(f"{base:.1f} µs × {row.bytes:,} / {auto_row(run, TOPK_FROM).bytes:,} bytes = {right:.1f} µs. "
+                      f"The run measured {row.gpu_us:.1f} µs ({100 * (row.gpu_us - right) / right:+.1f}%).")
+    slips = {f"the ratio of top_k ({TOPK_TO}/{TOPK_FROM}) instead of the bytes'": base * TOPK_TO / TOPK_FROM,
+             "the bytes at the ceiling, not the measured rate": row.bytes / device(run).gbps / 1e3,
+             "the rows K + 1 per token (residual or out left out)": base * (TOPK_TO + 1) / (TOPK_FROM + 1),
+             "the measured time at top_k = 8 unchanged": base}
+    slip = next((what for what, value in slips.items() if abs(answer - value) <= 0.005 * value), None)
+    if slip:
+        return failed(f"{answer:g} µs is what you get with {slip}.")
+    return failed(f"{answer:g} µs is {100 * (answer - right) / right:+.0f}% off. Same rate means time ∝ bytes: count "
+                  "the bytes at both top_k (traffic.bytes_moved, float32 gate inputs).")
