@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import torch
 
-from .impls import GRAPH_MAX_OUTPUTS, Impl
+from .contender import GRAPH_MAX_OUTPUTS, Impl
 from .inputs import CombineArgs, cast_args
 from .ops import EPS, GATE_DTYPE
 from .reference_torch import torch_combine, torch_combine_rmsnorm

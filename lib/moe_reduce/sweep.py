@@ -17,7 +17,8 @@ from tqdm import tqdm
 from .ceiling import best, empty_kernel_us, floor_label, gbps, traffic_ceilings
 from .check import rel_error, tolerance, worst
 from .gputime import chained_gpu_time
-from .impls import Impl, kernel_backend, torch_support
+from .contender import Impl
+from .impls import kernel_backend, torch_support
 from .machine import cpu_name, datasheet, gpu_name, llc_bytes, versions
 from .ops import GATE_DTYPE, OPS
 from .results import Row, Run
