@@ -67,7 +67,8 @@ def test_find_results_walks_up(tmp_path):
 def test_default_out_is_under_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     meta = {"device": "NVIDIA H200 (x)", "date": "2026-11-27"}
-    assert results.default_out(meta) == tmp_path / "results" / "nvidia-h200-x-2026-11-27"
+    assert results.default_out(meta) == tmp_path / "bench-runs" / "nvidia-h200-x-2026-11-27"
+    assert results.default_out({**meta, "op": "fused"}).name == "nvidia-h200-x-2026-11-27-fused"
 
 
 def test_reading_and_plotting_results_import_no_mlx():

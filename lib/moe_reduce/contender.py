@@ -4,9 +4,10 @@ never each other's registry, so that the imports run one way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .inputs import CombineArgs
+if TYPE_CHECKING:  # for the annotations only: this module imports no MLX, so that plots may read its limits
+    from .inputs import CombineArgs
 
 HOST_MAX_OUTPUTS = 8192  # the host kernel path runs thread by thread: only n_tokens·h up to this, quick mode only
 GRAPH_MAX_OUTPUTS = 2**19  # CUDA-graph peers are timed up to n_tokens·h = 256·2048

@@ -13,6 +13,7 @@ import mlx.core as mx
 from . import kernels
 from .backends import pick_backend
 from .contender import HOST_MAX_OUTPUTS, Impl
+from .dtypes import KERNEL_DTYPES
 from .ops import EPS, GATE_DTYPE
 from .reference import mlx_combine, mlx_combine_compiled, reference_kernel_order
 from .timing import sync_mlx, sync_none
@@ -45,7 +46,7 @@ def mlx_impl(compiled: bool) -> Impl:
     calls them, with no per-call argument check (the check against the oracle comes before timing)."""
     proc = mlx_processor()
     fn = mlx_combine_compiled if compiled else mlx_combine
-    return Impl("mlx_compile" if compiled else "mlx", proc, f"mlx-{proc}", ("float32", "bfloat16"), "mlx",
+    return Impl("mlx_compile" if compiled else "mlx", proc, f"mlx-{proc}", KERNEL_DTYPES, "mlx",
                 prepare_mlx, lambda dtype: fn, sync_mlx, mx.async_eval)
 
 
@@ -63,7 +64,7 @@ def kernel_impl(variant: str, backend: str) -> Impl:
         return lambda *a: kernels.moe_weighted_reduce(*a, backend=backend, variant=variant)
 
     proc, limit = placement(backend)
-    return Impl(f"kernel_{variant}", proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx,
+    return Impl(f"kernel_{variant}", proc, backend, KERNEL_DTYPES, "mlx", prepare_mlx, build, sync_mlx,
                 mx.async_eval, max_outputs=limit)
 
 
@@ -72,7 +73,7 @@ def fused_impls(backend: str) -> list[Impl]:
     proc, limit = placement(backend)
     fused = lambda dtype: lambda *a: kernels.moe_combine_rmsnorm(*a, EPS, backend=backend)
     two_step = lambda dtype: lambda *a: kernels.combine_then_rmsnorm(*a, EPS, backend=backend)
-    return [Impl(name, proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx, mx.async_eval,
+    return [Impl(name, proc, backend, KERNEL_DTYPES, "mlx", prepare_mlx, build, sync_mlx, mx.async_eval,
                  max_outputs=limit, op="fused") for name, build in (("kernel_fused", fused), ("kernel_two_step", two_step))]
 
 
