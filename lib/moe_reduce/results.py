@@ -110,9 +110,16 @@ def newest(runs: Sequence[Run], gpu: str, dtype: str, op: str = "combine") -> Ru
     return max(found, key=lambda r: r.meta["date"]) if found else None
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]  # lib/moe_reduce/results.py in a checkout (or an editable install)
+
+
 def find_results(start: Path | None = None) -> Path:
-    """The results/ folder of the repository holding `start` (default: the working directory, as a notebook in
-    notebooks/ has): the nearest results/ in start or a folder above it; start/results when there is none."""
+    """The results/ folder of the repository: with `start`, the nearest results/ in it or a folder above it
+    (start/results when there is none); without, the repository's that holds this package (a checkout, an
+    editable install, PYTHONPATH=lib), whatever the working directory, else the one found from the working
+    directory (an installed wheel run inside a checkout)."""
+    if start is None and (REPOSITORY / "results").is_dir():
+        return REPOSITORY / "results"
     start = Path.cwd() if start is None else Path(start)
     for folder in (start, *start.resolve().parents):
         if (folder / "results").is_dir():
