@@ -38,7 +38,7 @@ MODELS = {
         ModelShape("Qwen3-30B-A3B", 2048, 128, 8, False, True,
                    "Qwen/Qwen3-30B-A3B config.json: no shared expert"),
         ModelShape("DeepSeek-V3", 7168, 256, 8, False, True,
-                   "deepseek-ai/DeepSeek-V3 config.json: one shared expert (n_shared_experts 1), not gated",
+                   "deepseek-ai/DeepSeek-V3 config.json: one shared expert, not gated",
                    ungated_shared=True),
         ModelShape("Mixtral-8x7B", 4096, 8, 2, False, True,
                    "mistralai/Mixtral-8x7B-v0.1 config.json: no shared expert"),
