@@ -1,5 +1,6 @@
 """Notebook 03 as a person uses it: JupyterLab in headless Chromium runs the whole notebook, the explorer
-appears, a slider moves, and the numbers shown are exactly what moe_reduce.explorer's functions give.
+appears on this machine's run, a committed run is chosen, a slider moves, and the numbers shown are exactly what
+moe_reduce.explorer's functions give.
 
 Needs Debian's chromium (driven by Playwright for Python through executable_path; Playwright's own browser
 download is not used). Skipped without it, except under CI=true, where it must run."""
@@ -102,10 +103,15 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def device_label(page) -> str:
+    """The explorer's device as its dropdown shows it."""
+    label = page.eval_on_selector(".moe-explorer-device select", "s => s.options[s.selectedIndex].text")
+    return label.replace("\xa0", " ")  # the dropdown shows spaces as no-break spaces
+
+
 def expected_lines(page, n_tokens: int) -> dict[str, str]:
     """What explorer.readout gives for the explorer's default choice at n_tokens, on the device it shows."""
-    label = page.eval_on_selector(".moe-explorer-device select", "s => s.options[s.selectedIndex].text")
-    label = label.replace("\xa0", " ")  # the dropdown shows spaces as no-break spaces
+    label = device_label(page)
     by_label = {d.label: d for d in explorer.devices(None, load_runs(find_results(REPO)))}
     assert label in by_label, f"the explorer opened on {label!r}, not a committed run or preset"
     return explorer.readout(explorer.Choice(n_tokens=n_tokens), by_label[label])
@@ -144,6 +150,14 @@ def test_notebook_03_explorer_in_chromium(tmp_path):
 
             readout = page.locator(".moe-explorer-readout")
             readout.scroll_into_view_if_needed()
+            # It opens on this machine's run (the notebook's); the numbers are then checked on a committed run.
+            assert device_label(page).startswith(explorer.THIS_MACHINE)
+            labels = page.eval_on_selector_all(".moe-explorer-device select option",
+                                               "os => os.map(o => o.text.replace(/\\u00a0/g, ' '))")
+            committed = explorer.default_device(explorer.devices(None, load_runs(find_results(REPO))))
+            page.select_option(".moe-explorer-device select", index=labels.index(committed.label))
+            page.wait_for_function("s => document.querySelector('.moe-explorer-readout .moe-source')?.textContent"
+                                   ".endsWith(s)", arg=committed.source, timeout=10_000)
             slider = page.locator(".moe-explorer-n-tokens")
             before_n = int(slider.locator(".widget-readout").inner_text())
             before = shown(page)

@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
 from moe_reduce import explorer as ex
+from moe_reduce import launch_table
 from moe_reduce.results import Row, Run, find_results, load_runs, newest
 from moe_reduce.traffic import bytes_moved
 
@@ -31,8 +34,10 @@ def test_devices_this_machine_then_gpu_runs_then_presets():
                                             "CPU Y, float32 run of 2026-01-02"]
     assert found[3:] == list(ex.PRESETS) and len({d.label for d in found}) == len(found)
     assert (found[0].gbps, found[1].gbps) == (20.0, 1000.0) and found[1].basis == "measured ceiling"
-    assert ex.default_device(found) == found[1]
-    assert ex.default_device(found, "bfloat16") == found[0]  # no GPU run holds bfloat16
+    assert ex.default_device(found) == found[0]  # this machine's run, as the notebook's comment says
+    committed = ex.devices(None, [CPU_RUN, GPU_RUN])
+    assert ex.default_device(committed) == committed[0] == found[1]  # else a GPU run holding the dtype
+    assert ex.default_device(committed, "bfloat16") == committed[0]  # else the first device
 
 
 def test_presets_are_datasheet_figures_with_sources():
@@ -96,6 +101,47 @@ def test_figures_render_and_mark_the_choice():
     tmap = ex.thread_map_figure(ex.Choice(variant="scalar"), 99)
     assert tmap.axes[0].get_title(loc="left").endswith("thread 15")  # clamped to the last thread
     assert ex.png(tmap).startswith(b"\x89PNG")
+
+
+def test_variants_offered_are_the_kernels_and_auto():
+    from moe_reduce import kernels  # imports MLX: here only, as the explorer itself does not
+
+    assert ex.VARIANTS == ("auto", "scalar", "scalar_k", "vec", "vec_k")
+    assert ex.VECTOR == {name: v.vector for name, v in kernels.VARIANTS.items()}
+
+
+def test_auto_launches_the_tables_entry_on_the_devices_card():
+    entry = next(e for e in launch_table.load_table()["cards"]["H200"]
+                 if (e["dtype"], e["n_tokens"], e["h"], e["top_k"]) == ("float32", 1, 2048, 8))
+    c = ex.Choice(n_tokens=1, h=2048, top_k=8, variant="auto")
+    h200 = ex.launch(c, ex.PRESETS[1])
+    assert (h200.variant, h200.threads) == (entry["variant"], entry["threads"]) and "table: H200" in h200.source
+    assert ex.launched(c, ex.PRESETS[1]).variant == entry["variant"]
+    apple = ex.launch(c, ex.PRESETS[2])  # no card measured on Metal: the rule
+    assert (apple.variant, apple.threads) == launch_table.RULE and apple.source.startswith("rule")
+    assert ex.launch(c._replace(variant="vec"), ex.PRESETS[1]) == launch_table.Choice("vec", 256, "asked")
+    assert ex.readout(c, ex.PRESETS[1])["launch"] == f"{h200.variant}, {h200.threads} threads per threadgroup " \
+                                                      f"({h200.source})"
+    with pytest.raises(KeyError):
+        ex.map_shape(c)  # the map needs the variant that runs: launched(c, device)
+
+
+def test_legend_covers_no_point():
+    d = ex.run_device(GPU_RUN, "gpu")
+    for n in (1, 1024, 16384):
+        fig = ex.throughput_figure(ex.Choice(n_tokens=n), d)
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        ax = fig.axes[0]
+        assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_widget_opens_on_this_machine_and_steps_tokens_in_powers_of_two():
+    box = ex.explorer(CPU_RUN, [GPU_RUN])
+    controls = {c._dom_classes[0]: c for c in box.children[0].children[0].children}
+    assert controls["moe-explorer-device"].value == "this machine: CPU Y"
+    steps = controls["moe-explorer-n-tokens"].options
+    assert steps[0] == 1 and all(b == 2 * a for a, b in zip(steps, steps[1:])) and steps[-1] == 16384
+    assert controls["moe-explorer-variant"].options == ex.VARIANTS
 
 
 def test_widget_shows_the_pure_functions_values_after_a_change():

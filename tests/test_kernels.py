@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from moe_reduce import kernels
 from moe_reduce.backends import available_backends
 from moe_reduce.check import rel_error, tolerance
-from moe_reduce.inputs import make_inputs
+from moe_reduce.inputs import make_inputs, model_inputs
 from moe_reduce.reference import reference_f64
 
 BACKENDS = list(available_backends())
@@ -56,6 +56,17 @@ def test_half_precision(backend, variant, dtype, n_tokens, h, top_k):
     for residual, shared in ((True, True), (False, False)):  # the float32 tests cover the other two
         x = make_inputs(n_tokens, h, top_k, residual=residual, shared=shared, seed=h + top_k)
         run_checked(x, backend, variant, dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", ["scalar", "vec"])
+@pytest.mark.parametrize("n_tokens", [1, 3])
+def test_ungated_shared_expert(backend, variant, n_tokens):
+    """DeepSeek-V3's shared expert, not gated: gate logits of +inf give it weight exactly 1 in the kernel."""
+    x = model_inputs("DeepSeek-V3", n_tokens, seed=n_tokens)
+    out = run_checked(x, backend, variant)
+    routed = run_checked(x._replace(sh_logit=None, y_shared=None), backend, variant)
+    np.testing.assert_allclose(out - routed, x.y_shared, rtol=1e-5, atol=1e-5)  # y_shared added as is
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -12,7 +12,7 @@ import pytest
 from moe_reduce.check import rel_error, tolerance
 from moe_reduce.inputs import MODELS, make_inputs, model_inputs, route
 from moe_reduce.reference import mlx_reference, reference_f64, reference_kernel_order, sigmoid
-from moe_reduce.traffic import arithmetic_intensity, bytes_moved, flops
+from moe_reduce.traffic import arithmetic_intensity, bytes_moved, bytes_two_step, flops, fusion_saving
 
 N_TOKENS = (1, 3, 17)
 HS = (1, 255, 257, 1000)
@@ -188,9 +188,10 @@ def test_model_presets_shapes(name, residual):
     inp = model_inputs(name, n_tokens=t, residual=residual)
     assert inp.expert_w.shape == (t, m.top_k)
     assert inp.y_expert.shape == (t * m.top_k, m.h)
-    if m.gated_shared:
+    if m.shared:
         assert inp.sh_logit.shape == (t,) and inp.y_shared.shape == (t, m.h)
-    else:  # no gated shared expert: the op is the routed sum (plus the residual)
+        assert np.isposinf(inp.sh_logit).all() == m.ungated_shared  # not gated: the gate fixed at sigmoid(+inf) = 1
+    else:  # no shared expert: the op is the routed sum (plus the residual)
         assert inp.sh_logit is None and inp.y_shared is None
     assert (inp.residual is None) == (not residual)
     if residual:
@@ -216,3 +217,28 @@ def test_bytes_moved_hand_counted():
     assert bytes_moved(2, 3, 4, "float32", residual=True, shared=False) == (24 + 8 + 8) * 4 + 6 * 4 == 184
     assert flops(2, 3, 4, residual=False, shared=False) == 8 * 6
     assert arithmetic_intensity(2, 3, 4) == 72 / 224
+
+
+def test_ungated_shared_expert_is_the_op_with_the_gate_at_one():
+    """DeepSeek-V3's shared expert is not gated: model_inputs gives it gate logits of +inf, so the oracle (and the
+    kernel, tests/test_kernels.py) adds y_shared with weight exactly 1."""
+    assert [m.name for m in MODELS.values() if m.ungated_shared] == ["DeepSeek-V3"]
+    assert MODELS["DeepSeek-V3"].shared and not MODELS["DeepSeek-V3"].gated_shared
+    inp = model_inputs("DeepSeek-V3", n_tokens=3)
+    w, y, r = (a.astype(np.float64) for a in (inp.expert_w, inp.y_expert, inp.residual))
+    by_hand = np.einsum("tk,tkh->th", w, y.reshape(3, 8, -1)) + inp.y_shared.astype(np.float64) + r
+    np.testing.assert_allclose(reference_f64(*inp), by_hand, rtol=1e-13, atol=1e-13)
+
+
+def test_fusion_saving_of_each_model():
+    """The bytes the fused combine + RMSNorm saves against the two steps (notebook 04's table), bfloat16
+    activations and float32 gates: DeepSeek-V3 with its shared expert (ungated, read like a gated one) saves
+    7.7% at 4096 tokens, like the other top_k = 8 models with one; without it, it would be 8.3%."""
+    saving = {(m.name, t): fusion_saving(t, m.top_k, m.h, "bfloat16", "float32", m.shared)
+              for m in MODELS.values() for t in (1, 4096)}
+    assert round(100 * saving["DeepSeek-V3", 4096], 1) == 7.7 and round(100 * saving["DeepSeek-V3", 1], 1) == 7.1
+    assert round(100 * fusion_saving(4096, 8, 7168, "bfloat16", "float32", shared=False), 1) == 8.3
+    for (name, t), share in saving.items():
+        m = MODELS[name]
+        two = bytes_two_step(t, m.top_k, m.h, "bfloat16", "float32", m.shared)
+        assert share == pytest.approx(t * m.h * 2 / two)  # one (n_tokens, h) bfloat16 array: hidden, read back

@@ -2,8 +2,10 @@
 plotting them) needs no MLX."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,10 +66,32 @@ def test_find_results_walks_up(tmp_path):
     assert results.find_results(tmp_path / "repo").resolve() == (tmp_path / "repo" / "results").resolve()
 
 
+FROM_ELSEWHERE = """
+from pathlib import Path
+from moe_reduce import exercises, results
+from moe_reduce.exercises import lesson03
+print(results.find_results())
+assert lesson03.committed_run() is not None
+assert exercises.solution("predict_time") > 0
+assert exercises.verdict("predict_time", lesson03.predict_solution()).passed
+"""
+
+
+def test_results_found_from_any_working_directory(tmp_path):
+    """From a folder outside the repository, the package finds the repository's results/: lesson 03's checkers
+    and solutions read the committed runs (they found none, and solution("predict_time") crashed)."""
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", FROM_ELSEWHERE], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(repo / "lib")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == str(repo / "results")
+
+
 def test_default_out_is_under_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     meta = {"device": "NVIDIA H200 (x)", "date": "2026-11-27"}
-    assert results.default_out(meta) == tmp_path / "results" / "nvidia-h200-x-2026-11-27"
+    assert results.default_out(meta) == tmp_path / "bench-runs" / "nvidia-h200-x-2026-11-27"
+    assert results.default_out({**meta, "op": "fused"}).name == "nvidia-h200-x-2026-11-27-fused"
 
 
 def test_reading_and_plotting_results_import_no_mlx():

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from moe_reduce import plots, results, sweep
+from moe_reduce import kernels, plots, results, sweep
 from moe_reduce.check import tolerance
-from moe_reduce.dtypes import ITEMSIZE
+from moe_reduce.dtypes import ITEMSIZE, dtype_name
 from moe_reduce.impls import available_impls, numpy_impl
 
 
@@ -40,13 +40,33 @@ def test_plan_skips_over_budget():
 
 @pytest.mark.parametrize("kw, message", [
     (dict(sweeps=("tokens", "bogus")), r"sweeps: expected one or more of \['tokens', 'hidden', 'heatmap'\], got \['bogus'\]"),
-    (dict(dtypes=("foo",)), r"dtypes: expected one or more of \['float32', 'bfloat16'\], got \['foo'\]"),
+    (dict(dtypes=("foo",)), r"dtypes: expected one or more of \['float32', 'float16', 'bfloat16'\], got \['foo'\]"),
     (dict(dtypes=()), r"dtypes: expected one or more"),
     (dict(graph_calls=0), r"graph_calls: expected an integer >= 1, got 0"),
 ])
 def test_settings_reject_bad_values(kw, message):
     with pytest.raises(ValueError, match=message):
         sweep.default_settings(quick=True, **kw)
+
+
+@pytest.mark.parametrize("op", ["combine", "fused"])
+@pytest.mark.parametrize("size", [sweep.Size(1, 1, 1), sweep.Size(3, 257, 10), sweep.Size(1, 1000, 8)])
+def test_float16_rows_on_the_host_path(op, size):
+    """What `--dtypes float16` sweeps: our kernels on the host path take float16 inputs, return float16 outputs,
+    and the sweep's check against the float64 oracle (of the float16-rounded inputs) passes at awkward sizes."""
+    s = sweep.default_settings(quick=True, dtypes=("float16",), op=op)
+    assert s.dtypes == ("float16",)
+    case = sweep.SizeCase(size, "float16", residual=True, op=op)
+    ours = [i for i in available_impls(quick=True, op=op).values() if i.backend == "host"]
+    assert len(ours) == {"combine": 1 + len(kernels.VARIANTS), "fused": 2}[op]  # auto and each variant; fused, two-step
+    for impl in ours:
+        fn = impl.build("float16")
+        inputs = case.sets(impl, 1)[0]
+        outs = fn(*inputs)
+        assert {dtype_name(a) for a in (inputs.y_expert, *(outs if op == "fused" else (outs,)))} == {"float16"}
+        row = sweep.measure(impl, fn, case, s, sweep.Limits("cpu", 10.0))
+        assert row.dtype == "float16" and row.rel_error < tolerance("float16"), (impl.name, row.rel_error)
+        assert row.rel_error > 0  # rounded to float16: not the float64 values
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple, Sequence
 
 from matplotlib.figure import Figure
 
+from . import launch_table
 from .diagrams import draw_thread_panel
 from .dtypes import GATE_DTYPE, ITEMSIZE, KERNEL_DTYPES
 from .results import Row, Run
@@ -17,7 +18,9 @@ from .traffic import bytes_moved, flops
 
 TOKENS = tuple(2**i for i in range(15))  # 1 … 16384, the sweeps' n_tokens
 HIDDENS = (1, 255, 256, 257, 1000, 1024, 2048, 2880, 3584, 4096, 7168, 8192, 16384)  # awkward sizes and presets
-VARIANTS = ("scalar", "vec", "vec_k")
+VECTOR = {"scalar": False, "scalar_k": False, "vec": True, "vec_k": True}  # kernels.VARIANTS' vector flags
+VARIANTS = ("auto", *VECTOR)  # "auto": the launch table's variant for the shape on the device's card
+THIS_MACHINE = "this machine: "
 MAP_TOKENS, MAP_TOP_K, MAP_ROW = 2, 3, 8  # the thread map's small version: at most this many tokens, k, columns
 
 
@@ -29,16 +32,20 @@ class Device:
     gbps: float
     basis: str  # "measured ceiling" or "datasheet peak"
     source: str  # the run's folder, or the vendor's page
+    backend: str  # the kernels' backend there (cuda, metal, host): where variant="auto" looks in the launch table
     run: Run | None = None
 
 
 # Peak memory bandwidth from the vendors' pages (not measured here).
 PRESETS = (
-    Device("NVIDIA H100 SXM (datasheet)", 3350.0, "datasheet peak", "https://www.nvidia.com/en-us/data-center/h100/"),
-    Device("NVIDIA H200 (datasheet)", 4800.0, "datasheet peak", "https://www.nvidia.com/en-us/data-center/h200/"),
-    Device("Apple M4 (datasheet)", 120.0, "datasheet peak", "https://www.apple.com/macbook-pro/specs/"),
-    Device("Apple M4 Pro (datasheet)", 273.0, "datasheet peak", "https://www.apple.com/macbook-pro/specs/"),
-    Device("Apple M4 Max, 40-core GPU (datasheet)", 546.0, "datasheet peak", "https://www.apple.com/macbook-pro/specs/"),
+    Device("NVIDIA H100 SXM (datasheet)", 3350.0, "datasheet peak", "https://www.nvidia.com/en-us/data-center/h100/",
+           "cuda"),
+    Device("NVIDIA H200 (datasheet)", 4800.0, "datasheet peak", "https://www.nvidia.com/en-us/data-center/h200/",
+           "cuda"),
+    Device("Apple M4 (datasheet)", 120.0, "datasheet peak", "https://www.apple.com/macbook-pro/specs/", "metal"),
+    Device("Apple M4 Pro (datasheet)", 273.0, "datasheet peak", "https://www.apple.com/macbook-pro/specs/", "metal"),
+    Device("Apple M4 Max, 40-core GPU (datasheet)", 546.0, "datasheet peak", "https://www.apple.com/macbook-pro/specs/",
+           "metal"),
 )
 
 
@@ -57,12 +64,13 @@ class Choice(NamedTuple):
 def run_device(run: Run, label: str) -> Device:
     """A run as a device: its kernels' processor (the GPU where it has one) at its measured ceiling."""
     processor = "gpu" if run.meta.get("gpu") else "cpu"
-    return Device(label, run.meta["ceiling_gbps"][processor], "measured ceiling", run.source or label, run)
+    return Device(label, run.meta["ceiling_gbps"][processor], "measured ceiling", run.source or label,
+                  run.meta.get("kernel_backend") or "host", run)
 
 
 def devices(run: Run | None = None, committed: Sequence[Run] = ()) -> list[Device]:
     """This machine's run (if given), the committed runs (GPU runs first), then the datasheet presets."""
-    found = [run_device(run, f"this machine: {run.meta['device']}")] if run is not None else []
+    found = [run_device(run, f"{THIS_MACHINE}{run.meta['device']}")] if run is not None else []
     combine = [r for r in committed if r.meta.get("op", "combine") == "combine"]
     for r in sorted(combine, key=lambda r: (r.meta.get("gpu") is None, r.source or "")):
         found.append(run_device(r, f"{r.meta['device']}, {'/'.join(r.meta['dtypes'])} run of {r.meta['date']}"))
@@ -70,10 +78,25 @@ def devices(run: Run | None = None, committed: Sequence[Run] = ()) -> list[Devic
 
 
 def default_device(choices: Sequence[Device], dtype: str = Choice().dtype) -> Device:
-    """The device shown first: a GPU run holding `dtype` where there is one (the kernel's real setting), else
-    the first device."""
+    """The device shown first: this machine's run where one is given, else a GPU run holding `dtype` (the kernel's
+    real setting), else the first device."""
+    mine = (d for d in choices if d.label.startswith(THIS_MACHINE))
     gpu_runs = (d for d in choices if d.run is not None and d.run.meta.get("gpu") and dtype in d.run.meta["dtypes"])
-    return next(gpu_runs, choices[0])
+    return next(mine, next(gpu_runs, choices[0]))
+
+
+def launch(c: Choice, device: Device) -> launch_table.Choice:
+    """The variant and threadgroup size the call launches on the device: as chosen, or for "auto" the launch
+    table's entry for the device's card (its stated rule where no card of that backend was measured)."""
+    if c.variant != "auto":
+        return launch_table.Choice(c.variant, launch_table.DEFAULT_THREADS, "asked")
+    name = device.run.meta.get("gpu") if device.run is not None else device.label
+    return launch_table.choose(device.backend, name, c.dtype, c.n_tokens, c.h, c.top_k)
+
+
+def launched(c: Choice, device: Device) -> Choice:
+    """The choice with "auto" replaced by the variant it launches on the device."""
+    return c._replace(variant=launch(c, device).variant)
 
 
 def call_bytes(c: Choice) -> int:
@@ -107,7 +130,7 @@ def measured(c: Choice, device: Device) -> Row | None:
 
 def readout(c: Choice, device: Device) -> dict[str, str]:
     """The lines the explorer shows, by name."""
-    row = measured(c, device)
+    row, go = measured(c, device), launch(c, device)
     if row is not None:
         seen = (f"{row.median_us:,.1f} µs per call, {row.gbps:,.0f} GB/s, {row.pct_of_ceiling:.1f}% of the run's "
                 f"ceiling ({row.backend}, median of its timed batches)")
@@ -120,13 +143,15 @@ def readout(c: Choice, device: Device) -> dict[str, str]:
         "intensity": f"{intensity(c):.3f} flop/byte",
         "predicted": f"{predicted_us(c, device):,.2f} µs at {device.gbps:,.1f} GB/s ({device.basis})",
         "measured": seen,
+        "launch": f"{go.variant}, {go.threads} threads per threadgroup ({go.source})",
         "source": device.source,
     }
 
 
 def map_shape(c: Choice) -> tuple[int, int, int, int]:
-    """(n_tokens, top_k, h, W) of the thread map's small version of the choice: W outputs per thread."""
-    w = 16 // ITEMSIZE[c.dtype] if c.variant != "scalar" else 1
+    """(n_tokens, top_k, h, W) of the thread map's small version of a choice of a named variant (see `launched`
+    for "auto"): W outputs per thread."""
+    w = 16 // ITEMSIZE[c.dtype] if VECTOR[c.variant] else 1
     return min(c.n_tokens, MAP_TOKENS), min(c.top_k, MAP_TOP_K), min(c.h, max(MAP_ROW, 2 * w)), w
 
 
@@ -137,9 +162,10 @@ def map_threads(c: Choice) -> int:
 
 
 def throughput_figure(c: Choice, device: Device) -> Figure:
-    """GB/s against n_tokens: the run's measured curve, the device's bandwidth dashed, the choice marked."""
-    fig = Figure(figsize=(4.8, 3.5), dpi=100)
-    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.14, top=0.85)
+    """GB/s against n_tokens: the run's measured curve, the device's bandwidth dashed, the choice marked; the
+    legend below the axes, where it covers no point."""
+    fig = Figure(figsize=(4.8, 4.4), dpi=100)
+    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.36, top=0.88)
     ax = fig.subplots()
     rows = curve(c, device)
     if rows:
@@ -159,7 +185,7 @@ def throughput_figure(c: Choice, device: Device) -> Figure:
     ax.set_ylabel("GB/s (minimum bytes / time)")
     ax.set_title(f"{device.label}\n{c.dtype}, h = {c.h}, top_k = {c.top_k}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9, loc="lower right")
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     return fig
 
 
@@ -204,7 +230,7 @@ def explorer(run: Run | None = None, committed: Sequence[Run] | None = None) -> 
     )
     device = widgets.Dropdown(options=list(by_label), value=default_device(choices).label, description="device",
                               layout=widgets.Layout(width="95%"))
-    thread = widgets.IntSlider(value=0, min=0, max=map_threads(start) - 1, description="thread")
+    thread = widgets.IntSlider(value=0, min=0, max=0, description="thread")  # its max is set by update()
     text = widgets.HTML()
     plot = widgets.Image(format="png", layout=widgets.Layout(width="50%", height="auto", object_fit="contain"))
     tmap = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto", object_fit="contain"))
@@ -215,9 +241,10 @@ def explorer(run: Run | None = None, committed: Sequence[Run] | None = None) -> 
     def update(_: object = None) -> None:
         """Recompute everything shown from the controls."""
         c = Choice(**{name: control.value for name, control in w.items()})
-        thread.max = map_threads(c) - 1
         d = by_label[device.value]
-        plot.value, tmap.value = png(throughput_figure(c, d)), png(thread_map_figure(c, thread.value))
+        mapped = launched(c, d)
+        thread.max = map_threads(mapped) - 1
+        plot.value, tmap.value = png(throughput_figure(c, d)), png(thread_map_figure(mapped, thread.value))
         lines = readout(c, d)  # the text last: when it shows, the figures above have been sent too
         text.value = "".join(f'<div class="moe-{key}"><b>{key}</b>: {value}</div>' for key, value in lines.items())
 

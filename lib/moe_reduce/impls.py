@@ -1,10 +1,10 @@
-"""The contenders: every way to run the op that the sweep times, with how each gets its inputs, runs,
-synchronises and hands its output back for checking. PyTorch's are in impls_torch (loaded where torch
-imports and sees a GPU)."""
+"""The registry of contenders: every way to run an op that the sweep times, with how each gets its inputs, runs,
+synchronises and hands its output back for checking. PyTorch's are in impls_torch and Triton's in impls_triton,
+imported here only inside torch_support and triton_support (where torch imports and sees a GPU); they import
+contender, never this module."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable
 
@@ -12,37 +12,11 @@ import mlx.core as mx
 
 from . import kernels
 from .backends import pick_backend
-from .inputs import CombineArgs
+from .contender import HOST_MAX_OUTPUTS, Impl
+from .dtypes import KERNEL_DTYPES
 from .ops import EPS, GATE_DTYPE
 from .reference import mlx_combine, mlx_combine_compiled, reference_kernel_order
 from .timing import sync_mlx, sync_none
-
-HOST_MAX_OUTPUTS = 8192  # the host kernel path runs thread by thread: only n_tokens·h up to this, quick mode only
-GRAPH_MAX_OUTPUTS = 2**19  # CUDA-graph peers are timed up to n_tokens·h = 256·2048
-
-
-@dataclass(frozen=True)
-class Impl:
-    """One way to run the op: where it runs, which dtypes it takes, how inputs are made and outputs read."""
-
-    name: str
-    processor: str  # 'gpu' or 'cpu': which ceiling and rotation budget apply
-    backend: str
-    dtypes: tuple[str, ...]
-    kind: str  # input family: impls of one kind share input sets
-    prepare: Callable[[CombineArgs, str], CombineArgs]  # a fresh copy of one input set in a dtype
-    build: Callable[[str], Callable[..., Any]]  # dtype -> the callable (compiled ones are built once per dtype)
-    sync: Callable[[list], None]
-    flush: Callable[[list], None] | None = None  # hands lazy outputs to the device (MLX: mx.async_eval)
-    to_host: Callable[[Any], Any] = lambda out: out
-    max_outputs: int | None = None  # largest n_tokens·h it is timed at
-    graphed: bool = False  # timed as CUDA-graph replays of chained calls (impls_torch.graph_call)
-    op: str = "combine"  # which op of ops.OPS it computes
-
-    def fits(self, n_tokens: int, h: int) -> bool:
-        """Whether this impl is timed at a size."""
-        return self.max_outputs is None or n_tokens * h <= self.max_outputs
-
 
 def mlx_processor() -> str:
     """'gpu' when MLX's default device is a GPU (Metal or CUDA), else 'cpu'."""
@@ -72,7 +46,7 @@ def mlx_impl(compiled: bool) -> Impl:
     calls them, with no per-call argument check (the check against the oracle comes before timing)."""
     proc = mlx_processor()
     fn = mlx_combine_compiled if compiled else mlx_combine
-    return Impl("mlx_compile" if compiled else "mlx", proc, f"mlx-{proc}", ("float32", "bfloat16"), "mlx",
+    return Impl("mlx_compile" if compiled else "mlx", proc, f"mlx-{proc}", KERNEL_DTYPES, "mlx",
                 prepare_mlx, lambda dtype: fn, sync_mlx, mx.async_eval)
 
 
@@ -90,7 +64,7 @@ def kernel_impl(variant: str, backend: str) -> Impl:
         return lambda *a: kernels.moe_weighted_reduce(*a, backend=backend, variant=variant)
 
     proc, limit = placement(backend)
-    return Impl(f"kernel_{variant}", proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx,
+    return Impl(f"kernel_{variant}", proc, backend, KERNEL_DTYPES, "mlx", prepare_mlx, build, sync_mlx,
                 mx.async_eval, max_outputs=limit)
 
 
@@ -99,7 +73,7 @@ def fused_impls(backend: str) -> list[Impl]:
     proc, limit = placement(backend)
     fused = lambda dtype: lambda *a: kernels.moe_combine_rmsnorm(*a, EPS, backend=backend)
     two_step = lambda dtype: lambda *a: kernels.combine_then_rmsnorm(*a, EPS, backend=backend)
-    return [Impl(name, proc, backend, ("float32", "bfloat16"), "mlx", prepare_mlx, build, sync_mlx, mx.async_eval,
+    return [Impl(name, proc, backend, KERNEL_DTYPES, "mlx", prepare_mlx, build, sync_mlx, mx.async_eval,
                  max_outputs=limit, op="fused") for name, build in (("kernel_fused", fused), ("kernel_two_step", two_step))]
 
 

@@ -7,8 +7,9 @@ from typing import Any, Callable
 
 import torch
 
-from .impls import GRAPH_MAX_OUTPUTS, Impl
+from .contender import GRAPH_MAX_OUTPUTS, Impl
 from .inputs import CombineArgs, cast_args
+from .dtypes import KERNEL_DTYPES
 from .ops import EPS, GATE_DTYPE
 from .reference_torch import torch_combine, torch_combine_rmsnorm
 from .timing import chained
@@ -38,7 +39,7 @@ def torch_impl(name: str, build: Callable[[str], Callable[..., Any]], op: str = 
                backend: str = "torch-cuda", **options: Any) -> Impl:
     """One contender on CUDA tensors (PyTorch's, or with backend="triton-cuda" a Triton one); `options` are
     further Impl fields (max_outputs, graphed)."""
-    return Impl(name, "gpu", backend, ("float32", "bfloat16"), "torch", prepare, build, sync, to_host=to_host,
+    return Impl(name, "gpu", backend, KERNEL_DTYPES, "torch", prepare, build, sync, to_host=to_host,
                 op=op, **options)
 
 

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .impls import GRAPH_MAX_OUTPUTS, Impl
+from .contender import GRAPH_MAX_OUTPUTS, Impl
 from .impls_torch import torch_impl
 from .ops import EPS
 from .inputs import CombineArgs

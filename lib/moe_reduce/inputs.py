@@ -89,10 +89,12 @@ def make_inputs(n_tokens: int, h: int, top_k: int, *, n_experts: int | None = No
 
 
 def model_inputs(model: str, n_tokens: int, *, residual: bool = True, seed: int = 0) -> CombineArgs:
-    """Arguments at a published model's shape (see models.MODELS); the shared term only where the model gates one."""
+    """Arguments at a published model's shape (see models.MODELS): the shared term where the model has a shared
+    expert, its gate logits +inf where that expert is not gated (sigmoid(+inf) = 1: y_shared added as is)."""
     m = MODELS[model]
-    return make_inputs(n_tokens, m.h, m.top_k, n_experts=m.n_experts, residual=residual, shared=m.gated_shared,
+    args = make_inputs(n_tokens, m.h, m.top_k, n_experts=m.n_experts, residual=residual, shared=m.shared,
                        renormalize=m.renormalize, seed=seed)
+    return args._replace(sh_logit=np.full(n_tokens, np.inf, np.float32)) if m.ungated_shared else args
 
 
 def make_fused_inputs(n_tokens: int, h: int, top_k: int, *, shared: bool = True, seed: int = 0) -> FusedArgs:

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 import mlx.core as mx
 
 from . import launch_table
+from .launch_table import DEFAULT_THREADS
 from .arrays import as_mlx, to_mlx_dtype
 from .backends import compile_shader, device_name, pick_backend, read_source
 from .dtypes import ITEMSIZE, KERNEL_DTYPES
@@ -23,7 +24,6 @@ from .inputs import CombineArgs
 from .validate import Problem, validate, validate_rmsnorm
 
 INPUT_NAMES = CombineArgs._fields  # the kernel's buffers, in the order MLX numbers them
-DEFAULT_THREADS = 256  # threadgroup size when a variant is named and no size is given
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 TABLE_FILE = "launch_table.json"
+DEFAULT_THREADS = 256  # threadgroup size when a variant is named and no size is given
 RULE = ("vec_k", 256)  # no card measured on this backend (host, Metal): 16-byte rows, top_k unrolled
 
 

@@ -45,6 +45,11 @@ def gpu_name() -> str | None:
     return str(mx.device_info().get("device_name", "Apple GPU"))
 
 
+def device_label() -> str:
+    """What a run is named by: the GPU's name where MLX runs on one, else the CPU's."""
+    return gpu_name() or cpu_name()
+
+
 # Peak memory bandwidth from the vendors' datasheets, in GB/s, matched against the GPU's name in order.
 DATASHEET_GBPS = (
     ("H100 NVL", 3900, "NVIDIA H100 Tensor Core GPU datasheet: H100 NVL, 3.9 TB/s"),

@@ -21,6 +21,7 @@ from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .contender import HOST_MAX_OUTPUTS
 from .results import Row, Run
 
 IMPL_ORDER = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar_k", "kernel_scalar", "kernel_fused",
@@ -266,25 +267,57 @@ FIGURES = {"tokens": tokens_figure, "hidden": hidden_figure, "heatmap": heatmap_
            "gpu": gpu_figure}
 
 
-def draws(run: Run, name: str, dtype: str) -> bool:
-    """Whether a run has what a figure needs: the heatmap needs the default kernel over the grid; the GPU-time
+def widest(rows: Sequence[Row], x: str) -> int:
+    """The most distinct values of x that one implementation has among rows (a line needs two)."""
+    return max((len({getattr(r, x) for r in rows if r.impl == impl}) for impl in impls_in(rows)), default=0)
+
+
+def measured_at(rows: Sequence[Row], x: str) -> str:
+    """'kernel_fused at n_tokens 1; kernel_two_step at n_tokens 1', or 'nothing'."""
+    return "; ".join(f"{impl} at {x} {', '.join(str(v) for v in sorted({getattr(r, x) for r in rows if r.impl == impl}))}"
+                     for impl in impls_in(rows)) or "nothing"
+
+
+def why_not_drawn(run: Run, name: str, dtype: str) -> str | None:
+    """Why a run lacks what a figure needs, or None when it has it: a line figure needs one implementation at two
+    or more sizes on its x-axis; the heatmap needs the default kernel over 4 cells of the grid; the GPU-time
     figure needs GPU times of our kernel and the Triton peer."""
+    plan = run.meta["plan"]
+    h, n, k = plan["tokens_h"], plan["hiddens_tokens"], plan["top_ks"][0]
+    lines = {"tokens": (run.select(dtype=dtype, h=h), "n_tokens", f"h = {h}"),
+             "hidden": (run.select(dtype=dtype, n_tokens=n, top_k=k), "h", f"n_tokens = {n}, top_k = {k}"),
+             "latency": ([r for r in run.select(dtype=dtype, h=h, top_k=k) if r.n_tokens <= DECODE_TOKENS], "n_tokens",
+                         f"h = {h}, top_k = {k}, n_tokens <= {DECODE_TOKENS}")}
+    if name in lines:
+        rows, x, where = lines[name]
+        if widest(rows, x) >= 2:
+            return None
+        host = (f"; the host path times our kernels only at n_tokens·h <= {HOST_MAX_OUTPUTS}"
+                if run.meta.get("kernel_backend") == "host" else "")
+        return f"no implementation was measured at two or more {x} at {where} (measured: {measured_at(rows, x)}{host})"
+    if name == "heatmap" and "heatmap" not in plan.get("sweeps", ["heatmap"]):
+        return "the run has no heatmap sweep"
     if name == "heatmap":
-        return len({(r.n_tokens, r.h) for r in run.select(dtype=dtype, impl="kernel_auto")}) >= 4
-    if name == "gpu":
-        rows = run.select(dtype=dtype, impl="triton") + run.select(dtype=dtype, impl="kernel_auto")
-        return bool(rows) and not any(math.isnan(r.gpu_us) for r in rows)
-    return True
+        cells = len({(r.n_tokens, r.h) for r in run.select(dtype=dtype, impl="kernel_auto")})
+        return None if cells >= 4 else f"kernel_auto was measured at {cells} of the grid's sizes, fewer than 4"
+    rows = run.select(dtype=dtype, impl="triton") + run.select(dtype=dtype, impl="kernel_auto")
+    if rows and not any(math.isnan(r.gpu_us) for r in rows):
+        return None
+    return "no GPU times of kernel_auto and triton in this run (a GPU run with PyTorch and Triton has them)"
 
 
-def plot_run(run: Run, folder: Path) -> list[Path]:
-    """Every figure a run has data for, for every dtype in it, exported into folder; returns the files written."""
-    written = []
+def plot_run(run: Run, folder: Path) -> tuple[list[Path], list[str]]:
+    """Every figure a run has data for, for every dtype in it, exported into folder; returns the files written
+    and a sentence for each figure not drawn, saying why."""
+    written, skipped = [], []
     for dtype in sorted({r.dtype for r in run.rows}):
         for name, make in FIGURES.items():
-            if draws(run, name, dtype):
+            why = why_not_drawn(run, name, dtype)
+            if why is None:
                 written += export(make(run, dtype), folder, f"{name}_{dtype}")
-    return written
+            else:
+                skipped.append(f"{name}_{dtype} not drawn: {why}")
+    return written, skipped
 
 
 @styled

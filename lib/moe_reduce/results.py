@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
@@ -109,9 +110,16 @@ def newest(runs: Sequence[Run], gpu: str, dtype: str, op: str = "combine") -> Ru
     return max(found, key=lambda r: r.meta["date"]) if found else None
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]  # lib/moe_reduce/results.py in a checkout (or an editable install)
+
+
 def find_results(start: Path | None = None) -> Path:
-    """The results/ folder of the repository holding `start` (default: the working directory, as a notebook in
-    notebooks/ has): the nearest results/ in start or a folder above it; start/results when there is none."""
+    """The results/ folder of the repository: with `start`, the nearest results/ in it or a folder above it
+    (start/results when there is none); without, the repository's that holds this package (a checkout, an
+    editable install, PYTHONPATH=lib), whatever the working directory, else the one found from the working
+    directory (an installed wheel run inside a checkout)."""
+    if start is None and (REPOSITORY / "results").is_dir():
+        return REPOSITORY / "results"
     start = Path.cwd() if start is None else Path(start)
     for folder in (start, *start.resolve().parents):
         if (folder / "results").is_dir():
@@ -124,7 +132,25 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+RUNS_DIR = "bench-runs"  # where `bench` writes by default; git ignores it (.gitignore), results/ holds committed runs
+
+
 def default_out(meta: dict, base: Path | None = None) -> Path:
-    """results/<device-slug>-<date>/ under `base` (default: the working directory), with -fused for the fused op."""
+    """bench-runs/<device-slug>-<date>/ under `base` (default: the working directory), -fused for the fused op."""
     suffix = "-fused" if meta.get("op") == "fused" else ""
-    return (Path.cwd() if base is None else base) / "results" / f"{slug(meta['device'])}-{meta['date']}{suffix}"
+    return (Path.cwd() if base is None else base) / RUNS_DIR / f"{slug(meta['device'])}-{meta['date']}{suffix}"
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why a run cannot be saved into `folder` (it or a folder above it is a file, or the nearest existing folder
+    refuses a new file), or None when it can: checked without creating anything that stays."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file" if existing == folder else f"{existing}, a folder above it, is a file"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        return f"{existing} is not writable ({e.strerror})"
+    return None

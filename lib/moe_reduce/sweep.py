@@ -17,14 +17,16 @@ from tqdm import tqdm
 from .ceiling import best, empty_kernel_us, floor_label, gbps, traffic_ceilings
 from .check import rel_error, tolerance, worst
 from .gputime import chained_gpu_time
-from .impls import Impl, kernel_backend, torch_support
-from .machine import cpu_name, datasheet, gpu_name, llc_bytes, versions
+from .contender import Impl
+from .dtypes import KERNEL_DTYPES
+from .impls import kernel_backend, torch_support
+from .machine import cpu_name, datasheet, device_label, gpu_name, llc_bytes, versions
 from .ops import GATE_DTYPE, OPS
 from .results import Row, Run
 from .timing import GPU_TIMER, QUICK_TIMER, TimerConfig, chained, time_fn
 
 GiB, MB = 1 << 30, 10**6
-SWEEP_DTYPES = ("float32", "bfloat16")
+DEFAULT_DTYPES = ("float32", "bfloat16")  # swept unless --dtypes says otherwise (any of KERNEL_DTYPES may be)
 GPU_TIME_CALLS = 64  # chained calls profiled for the GPU time of one row
 
 
@@ -121,13 +123,13 @@ class Settings:
     op: str = "combine"  # a key of ops.OPS
 
 
-def default_settings(quick: bool, dtypes: Sequence[str] = SWEEP_DTYPES, sweeps: Sequence[str] = Plan.sweeps,
+def default_settings(quick: bool, dtypes: Sequence[str] = DEFAULT_DTYPES, sweeps: Sequence[str] = Plan.sweeps,
                      residual: bool = True, progress: bool = True, shared: bool = True,
                      graph_calls: int | None = None, op: str = "combine") -> Settings:
     """Full or quick plan (restricted to `sweeps`), timer and budgets for this machine; ValueError naming a bad
     sweep, dtype or graph_calls. The fused op (which always has the residual) is swept at its first top_k and
     without the heatmap."""
-    for name, given, allowed in (("sweeps", sweeps, Plan.sweeps), ("dtypes", dtypes, SWEEP_DTYPES)):
+    for name, given, allowed in (("sweeps", sweeps, Plan.sweeps), ("dtypes", dtypes, KERNEL_DTYPES)):
         unknown = sorted(set(given) - set(allowed))
         if unknown or not given:
             raise ValueError(f"{name}: expected one or more of {list(allowed)}, got {unknown or list(given)}")
@@ -136,9 +138,10 @@ def default_settings(quick: bool, dtypes: Sequence[str] = SWEEP_DTYPES, sweeps: 
     if op not in OPS:
         raise ValueError(f"op: expected one of {list(OPS)}, got {op!r}")
     plan = dataclasses.replace(QUICK_PLAN if quick else Plan(), sweeps=tuple(sweeps))
-    if op == "fused":  # every other power of two: each size compiles torch.compile's two steps afresh
-        plan = dataclasses.replace(plan, tokens=plan.tokens[::2], hiddens=plan.hiddens[::2], top_ks=plan.top_ks[:1],
-                                   sweeps=tuple(w for w in sweeps if w != "heatmap"))
+    if op == "fused":  # full sweep: every other power of two, as each size compiles torch.compile's two steps afresh
+        step = 1 if quick else 2  # quick: every size, so that the host path (n_tokens·h <= 8192) has two n_tokens
+        plan = dataclasses.replace(plan, tokens=plan.tokens[::step], hiddens=plan.hiddens[::step],
+                                   top_ks=plan.top_ks[:1], sweeps=tuple(w for w in sweeps if w != "heatmap"))
         residual = True
     budgets = {"gpu": GPU_BUDGET, "cpu": cpu_budget(quick)}
     timer = QUICK_TIMER if quick else GPU_TIMER if kernel_backend() in ("cuda", "metal") else TimerConfig()
@@ -298,7 +301,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
         release_memory()
     support, v = torch_support(), versions()
     meta = {
-        "device": names["gpu"] or names["cpu"], "cpu": names["cpu"], "gpu": names["gpu"],
+        "device": device_label(), "cpu": names["cpu"], "gpu": names["gpu"],
         "kernel_backend": backend, "mlx_device": str(mx.default_device()),
         "mlx_version": v["mlx"], "torch_version": v["torch"], "triton_version": v["triton"], "python": v["python"],
         "date": datetime.date.today().isoformat(),

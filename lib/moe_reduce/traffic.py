@@ -44,3 +44,11 @@ def bytes_two_step(n_tokens: int, top_k: int, h: int, dtype: str = "float32", ga
                    shared: bool = True) -> int:
     """Bytes the combine followed by a separate RMSNorm kernel move: hidden is written, then read back."""
     return bytes_moved(n_tokens, top_k, h, dtype, True, gate_dtype, shared) + bytes_rmsnorm(n_tokens, h, dtype)
+
+
+def fusion_saving(n_tokens: int, top_k: int, h: int, dtype: str = "float32", gate_dtype: str | None = None,
+                  shared: bool = True) -> float:
+    """The share of the two-step version's bytes that the fused combine + RMSNorm does not move (hidden, not
+    read back): 1 - bytes_fused / bytes_two_step."""
+    args = (n_tokens, top_k, h, dtype, gate_dtype, shared)
+    return 1 - bytes_fused(*args) / bytes_two_step(*args)

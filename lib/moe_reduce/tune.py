@@ -21,7 +21,7 @@ from .gputime import device_activities
 from .impls import prepare_mlx
 from .inputs import make_inputs
 from .ops import GATE_DTYPE
-from .sweep import GPU_BUDGET, Plan, n_sets, problem_bytes
+from .sweep import DEFAULT_DTYPES, GPU_BUDGET, Plan, n_sets, problem_bytes
 from .timing import chained, rotation, run_calls
 
 THREADS = (32, 64, 128, 256, 512)
@@ -90,7 +90,7 @@ def sizes(plan: Plan = Plan()) -> list[tuple[int, int, int]]:
                   | {(plan.hiddens_tokens, h, plan.top_ks[0]) for h in plan.hiddens})
 
 
-def tune(out: Path, dtypes: tuple[str, ...] = ("float32", "bfloat16"), card: str | None = None) -> dict:
+def tune(out: Path, dtypes: tuple[str, ...] = DEFAULT_DTYPES, card: str | None = None) -> dict:
     """Measure every size and dtype; write tune.csv and launch_table.json into `out`; return the table."""
     backend = pick_backend()
     if backend == "host":
