@@ -58,3 +58,15 @@ def test_draw_row_reduction_names_the_groups_and_the_barrier():
     assert "4 SIMD groups" in fig.axes[0].get_title() and "SIMD group 3" in texts and "partial[3]" in texts
     assert "threadgroup_barrier" in texts and min(t.get_fontsize() for t in fig.axes[0].texts) >= 8
     plt.close(fig)
+
+
+def test_draw_mlx_lm_layer_names_what_each_patch_replaces():
+    from moe_reduce.diagrams import draw_mlx_lm_layer
+
+    fig = draw_mlx_lm_layer()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for name in ("(y * scores[..., None])", "sigmoid(g) * shared", "moe_weighted_reduce", "moe_combine",
+                 "post_attention_", "layer i+1"):
+        assert name in texts
+    assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 9
+    plt.close(fig)
