@@ -81,3 +81,15 @@ def test_fused_time_figure_draws_each_implementation_in_its_colour():
     assert lines == {label: plots.COLORS[impl] for impl, label in plots.FUSED_LABELS.items()}
     bands = [c.get_facecolor()[0][:3] for c in fig.axes[0].collections]
     assert len(bands) == 3 and len({tuple(b) for b in bands}) == 3  # one band per line, in the line's colour
+
+
+def test_draw_mlx_lm_layer_names_what_each_patch_replaces():
+    from moe_reduce.diagrams import draw_mlx_lm_layer
+
+    fig = draw_mlx_lm_layer()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for name in ("(y * scores[..., None])", "sigmoid(g) * shared", "moe_weighted_reduce", "moe_combine",
+                 "post_attention_", "layer i+1"):
+        assert name in texts
+    assert min(t.get_fontsize() for t in fig.axes[0].texts) >= 9
+    plt.close(fig)

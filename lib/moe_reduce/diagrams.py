@@ -286,3 +286,90 @@ def draw_row_reduction(threads: int = 128, h: int = 1024, w: int = 4, *, dpi: in
                  fontsize=12)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94)
     return fig
+
+
+def draw_mlx_lm_layer(*, dpi: int = 100) -> Figure:
+    """One decoder layer of mlx-lm's qwen2_moe / qwen3_next and the start of the next: the MoE block's ops
+    with the combine as mlx-lm writes it (weighted sum, gated shared expert, their sum), what patch_mlx_lm
+    replaces with one moe_weighted_reduce, and what fuse_norm=True replaces with one moe_combine_rmsnorm (the
+    combine, the residual add and the next layer's input_layernorm). Returns the figure."""
+    from matplotlib.patches import Rectangle
+
+    fig, ax = plt.subplots(figsize=(11, 5.6), dpi=dpi)
+    ax.set_xlim(0, 14.2)
+    ax.set_ylim(-0.3, 7.5)
+    ax.set_axis_off()
+    ink, blue, ours, fused = "#333333", "#dce9f7", "#c55a11", "#7030a0"
+
+    def box(x: float, y: float, text: str, w: float = 1.7, h: float = 0.8, color: str = blue,
+            mono: bool = False) -> None:
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04", fc=color, ec=ink,
+                                    lw=1))
+        ax.text(x, y, text, ha="center", va="center", fontsize=9.5, family="monospace" if mono else None)
+
+    def arrow(*xy: float, label: str = "", at: tuple[float, float] | None = None) -> None:
+        # A polyline through the points (x0, y0, x1, y1, ...), with an arrowhead on its last segment.
+        pts = list(zip(xy[::2], xy[1::2]))
+        for (x0, y0), (x1, y1) in zip(pts[:-2], pts[1:-1]):
+            ax.plot([x0, x1], [y0, y1], color=ink, lw=1)
+        ax.annotate("", xy=pts[-1], xytext=pts[-2], arrowprops=dict(arrowstyle="-|>", color=ink, lw=1,
+                                                                    shrinkA=0, shrinkB=0))
+        if label:
+            ax.text(*at, label, ha="center", va="bottom", fontsize=9, color="#1f4e79", family="monospace")
+
+    def plus(x: float, y: float) -> None:
+        ax.add_patch(plt.Circle((x, y), 0.22, fc="white", ec=ink, lw=1))
+        ax.text(x, y, "+", ha="center", va="center", fontsize=12)
+
+    # The decoder layer's main path (top row) and its two residual adds.
+    top = 6.0
+    ax.text(0.45, top, "h", ha="center", va="center", fontsize=11)
+    box(1.9, top, "input_\nlayernorm")
+    box(3.9, top, "self_attn\n(or linear_attn)", w=1.9)
+    plus(5.35, top)
+    box(6.75, top, "post_attention_\nlayernorm", w=1.9)
+    plus(11.9, top)
+    box(13.3, top, "layer i+1:\ninput_\nlayernorm", w=1.5, h=1.1, color="#eeeeee")
+    arrow(0.6, top, 1.05, top)
+    arrow(2.75, top, 2.95, top)
+    arrow(4.85, top, 5.13, top)
+    arrow(5.57, top, 5.8, top)
+    arrow(0.45, top + 0.25, 0.45, 7.1, 5.35, 7.1, 5.35, top + 0.22)
+    arrow(5.35, top + 0.22, 5.35, 7.1, 11.9, 7.1, 11.9, top + 0.22)
+    ax.text(8.6, 7.15, "residual", ha="center", va="bottom", fontsize=9, color=ink)
+    arrow(12.12, top, 12.55, top)
+
+    # The MoE block (mlp) below: routing, experts, then the combine.
+    ax.add_patch(Rectangle((5.55, -0.15), 7.05, 5.45, fc="none", ec="#888888", lw=1, ls=(0, (4, 3))))
+    ax.text(5.7, 5.1, "mlp: the MoE block", ha="left", va="center", fontsize=10, color="#555555")
+    arrow(6.55, top - 0.4, 6.55, 4.65)
+    box(6.55, 4.2, "gate, softmax,\nargpartition", w=1.8)
+    box(6.55, 2.75, "switch_mlp\n(top_k experts)", w=1.8)
+    box(6.55, 1.45, "shared_expert", w=1.8)
+    box(6.55, 0.4, "shared_expert_\ngate", w=1.8)
+    arrow(6.55, 3.8, 6.55, 3.15, label="inds", at=(6.95, 3.35))
+    arrow(7.45, 4.0, 7.85, 4.0, 7.85, 2.95, 8.45, 2.95, label="scores", at=(8.2, 4.02))
+    arrow(7.45, 2.6, 8.45, 2.6, label="y", at=(7.65, 2.62))
+    arrow(7.45, 1.45, 8.45, 1.45)
+    arrow(7.45, 0.4, 9.15, 0.4, 9.15, 0.95)
+
+    # The combine as mlx-lm writes it: three ops, and the residual add after the block.
+    box(9.95, 2.75, "(y * scores[..., None])\n.sum(axis=-2)", w=3.0, mono=True)
+    box(9.95, 1.45, "sigmoid(g) * shared", w=3.0, mono=True)
+    plus(11.9, 2.1)
+    arrow(11.45, 2.75, 11.9, 2.75, 11.9, 2.32)
+    arrow(11.45, 1.45, 11.9, 1.45, 11.9, 1.88)
+    arrow(11.9, 2.32, 11.9, top - 0.22)
+
+    # What the patches replace.
+    ax.add_patch(FancyBboxPatch((8.3, 0.95), 3.95, 2.95, boxstyle="round,pad=0.08", fc="none", ec=ours, lw=2.2))
+    ax.text(10.27, 3.6, "patch_mlx_lm: one moe_weighted_reduce", ha="center", va="center", fontsize=9.5,
+            color=ours, weight="bold")
+    ax.add_patch(FancyBboxPatch((8.18, 0.75), 5.92, 5.95, boxstyle="round,pad=0.08", fc="none", ec=fused, lw=2,
+                                ls=(0, (6, 3))))
+    ax.text(13.3, 3.3, "fuse_norm=True:\none\nmoe_combine\n_rmsnorm", ha="center", va="center", fontsize=9.5,
+            color=fused, weight="bold")
+    ax.set_title("Where the combine sits in an mlx-lm decoder layer (qwen2_moe, qwen3_next; qwen3_moe has no "
+                 "shared expert)", fontsize=11)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94)
+    return fig

@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import harness, lesson01, lesson02, lesson03, lesson04
+from . import harness, lesson01, lesson02, lesson03, lesson04, lesson06
 from .hints import HINTS
 from .verdict import Verdict
 
@@ -85,6 +85,12 @@ EXERCISES = {e.name: e for e in [
     Exercise("row_reduce", "04", "3. Checks against the oracle",
              "write the row reduction (simd_sum, threadgroup memory, the barrier)",
              lesson04.check_reduce, lesson04.reduce_solution, lesson04.reduce_starter),
+    Exercise("amdahl_bound", "06", "4. Amdahl's law",
+             f"the most the combine can save of a decode step's GPU time ({lesson06.MODEL}, {lesson06.DTYPE})",
+             lesson06.check_bound, lesson06.bound_solution),
+    Exercise("decode_saving", "06", "5. Ops and the host's cost per op",
+             f"predict the wall time patching saves per decode step from op counts ({lesson06.MODEL}, "
+             f"{lesson06.DTYPE})", lesson06.check_saving, lesson06.saving_solution),
 ]}
 
 

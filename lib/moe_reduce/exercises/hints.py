@@ -29,7 +29,14 @@ HINTS = {
                     "the run measure, and how many bytes does this call move?",
     "fixed_cost": "Compare two times per call: the bytes at the ceiling, which grow with n_tokens, and the "
                   "one-token call, which does not. Where does the first pass the second?",
-    "half_ceiling": "Read the figure at the given n_tokens: which lines reach half of the ceiling's throughput?",
+    "top_k_time": "At a fixed n_tokens and h, which rows of the byte count grow with top_k, and which do not? The "
+                  "time of a memory-bound call scales with its bytes.",
+    "no_shared": "Without the shared expert, which per-token rows are neither read nor multiplied? Compare the bytes "
+                 "of the two calls; a memory-bound call's time follows its bytes.",
+    "amdahl_bound": "If the combine took no time at all, the step would lose exactly the combine's time in every "
+                    "layer. Which time is the step's, and how many layers does the model have?",
+    "decode_saving": "At one token the GPU waits for the host: count the ops a step loses when patched, in all its "
+                     "layers, and give each op the low and the high host cost.",
     "fused_bytes": "List what each version reads and writes per token, in rows of h activations, and the few bytes "
                    "per token and per call besides. Which row does the fused kernel not touch?",
     "fused_launch": "How many bytes does one element of bfloat16 take, and so how many 16-byte pieces does a row "
