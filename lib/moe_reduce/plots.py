@@ -383,6 +383,7 @@ def fused_time_figure(runs: dict[str, Run], dtype: str, h: int, top_k: int) -> F
             axes[row, col].set_title(f"{card}, {dtype}: {what}")
         axes[1, col].set_xlabel(f"n_tokens (h = {h}, top_k = {top_k})")
     legend(fig, ncol=3)
+    return fig
 
 
 # ------------------------------------------------------------------ throughput on a log axis, lines told apart
