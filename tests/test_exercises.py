@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from moe_reduce import exercises, explorer
-from moe_reduce.exercises import harness, lesson01, lesson02, lesson03, lesson04, lesson06
+from moe_reduce.exercises import harness, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06
 from moe_reduce.kernels import kernel_source
 
 SCALAR, TAIL = kernel_source("scalar"), lesson02.vec_tail_solution()
@@ -186,12 +186,22 @@ WRONG.update({
                      (-0.1, r"expected a fraction")],
     "decode_saving": [(300.0, r"expected a pair \(low, high\) of µs, got 300.0"), ((1, "2"), r"expected a pair")],
 })
+# Lesson 05: wrong answers computed from the committed H100 probes.
+HOST, GPU1 = lesson05.host_us(), lesson05.gpu_us(1)
+WRONG.update({
+    "chained_wall": [(HOST + GPU1, r"so the two do not add"), (GPU1, r"the GPU alone is not the pace"),
+                     ("9", r"expected a number of µs"), (3 * HOST, r"is not within 5% of the prediction")],
+    "old_idle": [(lesson05.GROUP * HOST, r"fewer than the group"), (HOST, r"that is the new hand-over"),
+                 (-1.0, r"expected a number of µs")],
+    "below_fixed": [([True, True, True], r"not right at n_tokens \[256\]"),
+                    ([True, False, False], r"not right at n_tokens \[32\]"), ([1, 1, 0], r"expected a list of 3 bools")],
+})
 VALUE_ANSWERS = {"predict_time", "fixed_cost", "top_k_time"}  # wrong answers computed from the committed run
 
 
-def test_every_exercise_has_wrong_answers_and_fifteen_in_all():
-    assert set(WRONG) == set(exercises.EXERCISES) and len(exercises.EXERCISES) >= 15
-    assert {e.lesson for e in exercises.EXERCISES.values()} == {"01", "02", "03", "04", "06"}
+def test_every_exercise_has_wrong_answers_and_twenty_three_in_all():
+    assert set(WRONG) == set(exercises.EXERCISES) and len(exercises.EXERCISES) >= 23
+    assert {e.lesson for e in exercises.EXERCISES.values()} == {"01", "02", "03", "04", "05", "06"}
     assert all(len(w) >= 2 for w in WRONG.values())
 
 

@@ -518,3 +518,35 @@ def roofline(points: Sequence[DramPoint], ceiling_gbps: float, device: str, data
     fig.suptitle(f"Roofline from Nsight Compute's DRAM bytes — {device}")
     legend(fig, 3)
     return fig
+
+
+SMALL_KERNELS = {"scalar_k": "#d62728", "vec_k": "#ff7f0e", "b4": "#9467bd", "b16": "#8c564b", "triton": "#1f77b4"}
+
+
+@styled
+def small_calls_figure(best: dict[tuple[str, str, int], dict], floor_us: float, peak_gbps: float, top_k: int,
+                       h: int) -> Figure:
+    """Best GPU µs per kernel against n_tokens (log-log), float32 and bfloat16, with an empty kernel's time and
+    the bytes at a peak bandwidth."""
+    from .traffic import bytes_moved
+
+    fig, axes = panels(2, height=4.5)
+    for ax, dtype in zip(axes, ("float32", "bfloat16")):
+        for kernel, colour in SMALL_KERNELS.items():
+            pts = sorted((n, r["gpu_us"]) for (d, k, n), r in best.items() if d == dtype and k == kernel)
+            ax.plot(*zip(*pts), marker="o", ms=3, color=colour, label=kernel)
+        ns = np.array(sorted({n for (d, _, n) in best if d == dtype}))
+        ax.plot(ns, [bytes_moved(int(n), top_k, h, dtype) / peak_gbps / 1e3 for n in ns], "k--", lw=1,
+                label=f"bytes / {peak_gbps:,.0f} GB/s")
+        ax.axhline(floor_us, color="0.5", lw=1, ls=":", label=f"empty MLX kernel, {floor_us:.2f} µs")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        log_axis(ax.yaxis)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("n_tokens")
+        ax.set_title(dtype)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("GPU time per call (µs, CUPTI median)")
+    fig.suptitle(f"Best over threads per kernel, h {h}, top_k {top_k} — NVIDIA H100 (2026-12-05 probes)")
+    legend(fig, 4)
+    return fig

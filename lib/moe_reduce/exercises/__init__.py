@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import harness, lesson01, lesson02, lesson03, lesson04, lesson06
+from . import harness, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06
 from .hints import HINTS
 from .verdict import Verdict
 
@@ -85,6 +85,15 @@ EXERCISES = {e.name: e for e in [
     Exercise("row_reduce", "04", "3. Checks against the oracle",
              "write the row reduction (simd_sum, threadgroup memory, the barrier)",
              lesson04.check_reduce, lesson04.reduce_solution, lesson04.reduce_starter),
+    Exercise("chained_wall", "05", "3. Host cost per call",
+             f"predict µs per call of 64 chained one-token calls ({lesson05.DTYPE}, {lesson05.KERNEL}) from host cost "
+             "and GPU time", lesson05.check_wall, lesson05.wall_solution),
+    Exercise("old_idle", "05", "3. Host cost per call",
+             f"predict how long the GPU waits for its first kernel under the old hand-over, {lesson05.OLD_CALLS} calls",
+             lesson05.check_idle, lesson05.idle_solution),
+    Exercise("below_fixed", "05", "4. GPU time at small n",
+             f"predict from bytes which of n_tokens {lesson05.BELOW_TOKENS} stay below the one-token GPU time",
+             lesson05.check_below, lesson05.below_solution),
     Exercise("amdahl_bound", "06", "4. Amdahl's law",
              f"the most the combine can save of a decode step's GPU time ({lesson06.MODEL}, {lesson06.DTYPE})",
              lesson06.check_bound, lesson06.bound_solution),

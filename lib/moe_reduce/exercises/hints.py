@@ -44,4 +44,10 @@ HINTS = {
     "row_reduce": "Three phases: add within each SIMD group, hand each group's sum to the others through "
                   "threadgroup memory, then add the groups' sums. Who writes which slot, and when may a thread "
                   "read a slot another group wrote?",
+    "chained_wall": "64 calls go to the GPU in one async_eval: while the GPU runs one kernel, the host is already "
+                    "building the next call. Two pipelined stages: which one sets the pace?",
+    "old_idle": "Under the old rule, when is the first call of a batch handed to the GPU? Count the calls built "
+                "before that moment and give each the host cost per call.",
+    "below_fixed": "For each n_tokens, count the bytes the call must move, turn them into µs at the datasheet "
+                   "bandwidth, and compare with what a one-token call takes on the GPU.",
 }

@@ -1,0 +1,106 @@
+"""Lesson 05's exercises, checked against the committed H100 small-call probes (moe_reduce.probes): a chained
+one-token call's wall time from host cost and GPU time, the GPU's wait under the old hand-over, and which calls
+the bytes alone would keep below the fixed cost."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import probes, timing
+from ..machine import DATASHEET_PEAKS
+from ..traffic import bytes_moved
+from .verdict import Verdict, failed, passed, unattempted
+
+API, KERNEL, DTYPE, H, TOP_K = "moe_weighted_reduce", "scalar_k", "float32", 2048, 8
+OLD_CALLS, GROUP = 31, 64  # the old hand-over's batch at 8192 tokens in the probes, and its group
+BELOW_TOKENS = (4, 32, 256)
+PEAK_GBPS = DATASHEET_PEAKS["H100 SXM"][1] / 1e9
+TOLERANCE = 0.05  # relative
+
+
+def host_us() -> float:
+    """Median host µs per chained call of our API (host.json)."""
+    return probes.load_json("host.json")["summary"][API]["median"]
+
+
+def gpu_us(n_tokens: int = 1) -> float:
+    """KERNEL's best GPU µs at n_tokens in DTYPE (candidates.csv)."""
+    return probes.best(probes.candidates())[(DTYPE, KERNEL, n_tokens)]["gpu_us"]
+
+
+def bytes_us(n_tokens: int) -> float:
+    """µs the call's minimum bytes take at the H100 SXM datasheet bandwidth."""
+    return bytes_moved(n_tokens, TOP_K, H, DTYPE) / PEAK_GBPS / 1e3
+
+
+def number(answer: Any) -> bool:
+    """Whether an answer is a finite real number (a bool is none)."""
+    return isinstance(answer, (int, float)) and not isinstance(answer, bool) and math.isfinite(answer)
+
+
+def close(answer: float, right: float) -> bool:
+    """Whether an answer is within TOLERANCE of the right value."""
+    return abs(answer - right) <= TOLERANCE * abs(right)
+
+
+def judge(answer: Any, ask: str, right: float, slips: dict[str, float]) -> Verdict:
+    """A number checked against the right value; a known slip is named without giving the right value."""
+    if answer is None:
+        return unattempted(ask)
+    if not number(answer) or answer < 0:
+        return failed(f"expected a number of µs (0 or more), got {answer!r}")
+    if close(answer, right):
+        return passed(f"{answer:.2f} µs, within {TOLERANCE:.0%} of {right:.2f} µs.")
+    slip = next((what for what, value in slips.items() if close(answer, value)), None)
+    return failed(f"{answer!r} µs: {slip}." if slip else f"{answer!r} µs is not within {TOLERANCE:.0%} of the "
+                  "prediction; which of the two times does the other hide?")
+
+
+# ------------------------------------------------------------------ a chained one-token call
+
+def wall_solution() -> float:
+    """Host and GPU overlap over chained calls: the slower of the two sets the pace."""
+    return max(host_us(), gpu_us(1))
+
+
+def check_wall(answer: Any) -> Verdict:
+    """µs per call of 64 chained one-token calls, from host cost and GPU time."""
+    return judge(answer, "set my_wall_us to µs per call.", wall_solution(),
+                 {"the host builds call j+1 while the GPU runs call j, so the two do not add": host_us() + gpu_us(1),
+                  "the GPU alone is not the pace when it waits for the host": gpu_us(1)})
+
+
+# ------------------------------------------------------------------ the old hand-over
+
+def idle_solution() -> float:
+    """Old hand-over: nothing reaches the GPU until min(GROUP, calls) calls are built, at host_us() each."""
+    return min(GROUP, OLD_CALLS) * host_us()
+
+
+def check_idle(answer: Any) -> Verdict:
+    """µs the GPU waits for its first kernel under the old hand-over, batch of OLD_CALLS."""
+    first = next(j for j in range(1, OLD_CALLS + 1) if timing.hands_over(j, OLD_CALLS, GROUP))
+    return judge(answer, "set my_idle_us to µs.", idle_solution(),
+                 {f"the batch holds only {OLD_CALLS} calls, fewer than the group": GROUP * host_us(),
+                  "that is the new hand-over, which hands over at call 1": first * host_us()})
+
+
+# ------------------------------------------------------------------ below the fixed cost?
+
+def below_solution() -> list[bool]:
+    """Per n in BELOW_TOKENS: whether its bytes at the peak take less than the one-token call's GPU time."""
+    return [bytes_us(n) < gpu_us(1) for n in BELOW_TOKENS]
+
+
+def check_below(answer: Any) -> Verdict:
+    """A list of bools, one per n in BELOW_TOKENS."""
+    if answer is None:
+        return unattempted(f"set my_below to a list of {len(BELOW_TOKENS)} bools, one per n_tokens in {BELOW_TOKENS}.")
+    if not (isinstance(answer, (list, tuple)) and len(answer) == len(BELOW_TOKENS)
+            and all(isinstance(a, bool) for a in answer)):
+        return failed(f"expected a list of {len(BELOW_TOKENS)} bools, got {answer!r}")
+    wrong = [n for n, a, r in zip(BELOW_TOKENS, answer, below_solution()) if a != r]
+    if not wrong:
+        return passed(", ".join(f"n {n}: {bytes_us(n):.2f} µs of bytes" for n in BELOW_TOKENS)
+                      + f" against {gpu_us(1):.2f} µs at one token.")
+    return failed(f"not right at n_tokens {wrong}: compute that call's bytes and divide by {PEAK_GBPS:,.0f} GB/s.")

@@ -1,0 +1,74 @@
+"""The committed small-call probes of one H100 (results/nvidia-h100-2026-12-05-probes/), read for lesson 05."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-05-probes"
+NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
+NCU_CANDS = ("scalar_k", "vec_k", "b4", "b4_slow", "b16")
+NCU_FIELDS = ("duration_ns", "dram_read_bytes", "dram_write_bytes", "achieved_occupancy_pct",
+              "eligible_warps_per_cycle", "stall_long_scoreboard", "registers", "grid_blocks", "block_threads")
+
+
+def load_json(name: str, folder: Path = PROBES) -> Any:
+    """One JSON file of the probes."""
+    return json.loads((folder / name).read_text())
+
+
+def per_call(folder: Path = PROBES) -> dict[str, dict[str, float]]:
+    """timeline_summary.json per call: busy, span and idle µs of the device divided by the kernels recorded."""
+    return {label: {k: s[f"device_{k}_us"] / s["kernels"] for k in ("busy", "span", "idle")} | {"kernels": s["kernels"]}
+            for label, s in load_json("timeline_summary.json", folder).items()}
+
+
+def empty_kernels(folder: Path = PROBES) -> list[tuple[str, float, int]]:
+    """(case, CUPTI µs, sets) of empty.json then nographs.json."""
+    both = load_json("empty.json", folder) | load_json("nographs.json", folder)
+    return [(case, float(us), int(sets)) for case, (us, sets) in both.items()]
+
+
+def candidates(folder: Path = PROBES) -> list[dict[str, Any]]:
+    """candidates.csv as rows with numbers parsed."""
+    with open(folder / "candidates.csv", newline="") as f:
+        return [{"dtype": r["dtype"], "n_tokens": int(r["n_tokens"]), "kernel": r["kernel"],
+                 "threads": int(r["threads"]), "gpu_us": float(r["gpu_us"]), "spread": float(r["spread"]),
+                 "sets": int(r["sets"])} for r in csv.DictReader(f)]
+
+
+def best(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The fastest row (over threads) per (dtype, kernel, n_tokens)."""
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["dtype"], r["kernel"], r["n_tokens"])
+        if key not in out or r["gpu_us"] < out[key]["gpu_us"]:
+            out[key] = r
+    return out
+
+
+def ncu_label(kernel: str, expected: str, dtype: str) -> bool:
+    """Whether an Nsight Compute kernel name fits the candidate expected at its place in the profiled order."""
+    mlx_dtype = "float" if dtype == "float32" else "bfloat16"
+    if expected == "triton":
+        return kernel == "combine_kernel"
+    body = {"scalar_k": f"moe_weighted_reduce_{mlx_dtype}_", "vec_k": f"moe_weighted_reduce_vec_{mlx_dtype}_"}
+    return body.get(expected, f"cand_row_{mlx_dtype}_") in kernel
+
+
+def ncu_rows(folder: Path = PROBES) -> list[dict[str, Any]]:
+    """ncu.csv's combine rows named by their place in round1.py's order (MLX's NVTX labels are not ours); raises
+    ValueError when a kernel name does not fit the candidate at its place."""
+    with open(folder / "ncu.csv", newline="") as f:
+        raw = [r for r in csv.DictReader(f) if not r["kernel"].startswith("triton_")]
+    order = [(d, n, c) for d in ("float32", "bfloat16") for n in NCU_TOKENS for c in NCU_CANDS + ("triton",)]
+    if len(raw) != len(order):
+        raise ValueError(f"ncu.csv: expected {len(order)} combine rows, got {len(raw)}")
+    out = []
+    for r, (dtype, n, cand) in zip(raw, order):
+        if not ncu_label(r["kernel"], cand, dtype):
+            raise ValueError(f"ncu.csv row {r['id']}: expected {cand} {dtype}, got kernel {r['kernel'][:60]!r}")
+        out.append({"dtype": dtype, "n_tokens": n, "kernel": cand} | {k: float(r[k]) for k in NCU_FIELDS})
+    return out
+

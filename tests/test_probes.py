@@ -1,0 +1,58 @@
+"""moe_reduce.probes reads the committed H100 probes: per-call timeline figures, the best row per kernel, and the
+Nsight Compute rows matched to round1.py's order (a row out of order is refused)."""
+from __future__ import annotations
+
+import pytest
+
+from moe_reduce import probes
+
+
+def test_per_call_divides_by_kernels():
+    raw = probes.load_json("timeline_summary.json")["ours (MLX) n=8192"]
+    got = probes.per_call()["ours (MLX) n=8192"]
+    assert got["idle"] == pytest.approx(raw["device_idle_us"] / raw["kernels"])
+    assert got["busy"] + got["idle"] == pytest.approx(got["span"])
+
+
+def test_best_is_the_fastest_over_threads():
+    rows = probes.candidates()
+    best = probes.best(rows)
+    for r in rows:
+        assert best[(r["dtype"], r["kernel"], r["n_tokens"])]["gpu_us"] <= r["gpu_us"]
+    assert {k for _, k, _ in best} >= {"scalar_k", "vec_k", "triton"}
+
+
+def test_empty_kernels_read_both_files():
+    cases = [c for c, _, _ in probes.empty_kernels()]
+    assert any("[no graphs]" in c for c in cases) and any("[no graphs]" not in c for c in cases)
+
+
+def test_ncu_rows_follow_the_profiled_order():
+    rows = probes.ncu_rows()
+    assert len(rows) == 2 * len(probes.NCU_TOKENS) * (len(probes.NCU_CANDS) + 1)
+    assert [r["kernel"] for r in rows[:6]] == list(probes.NCU_CANDS) + ["triton"]
+    assert all(r["dram_read_bytes"] > 0 for r in rows)
+
+
+def test_ncu_rows_refuse_a_row_out_of_order(tmp_path):
+    lines = (probes.PROBES / "ncu.csv").read_text().splitlines(keepends=True)
+    lines[1], lines[2] = lines[2], lines[1]  # scalar_k and vec_k swapped
+    (tmp_path / "ncu.csv").write_text("".join(lines))
+    with pytest.raises(ValueError, match=r"expected scalar_k float32"):
+        probes.ncu_rows(tmp_path)
+
+
+def test_ncu_label_matches_dtype():
+    assert probes.ncu_label("mlx::custom_kernel_cand_row_bfloat16_t_2_8", "b4", "bfloat16")
+    assert not probes.ncu_label("mlx::custom_kernel_cand_row_float_1_8", "b4", "bfloat16")
+
+
+def test_small_calls_figure_draws_each_kernel_and_both_references():
+    from moe_reduce import plots
+
+    fig = plots.small_calls_figure(probes.best(probes.candidates()), 0.8, 3350.0, 8, 2048)
+    assert [ax.get_title() for ax in fig.axes] == ["float32", "bfloat16"]
+    for ax in fig.axes:
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels[:len(plots.SMALL_KERNELS)] == list(plots.SMALL_KERNELS)
+        assert any(label.startswith("bytes /") for label in labels) and any("empty" in label for label in labels)
