@@ -44,9 +44,12 @@ WRONG = {
         (True, r"expected a whole number of bytes, got True"),
     ],
     "error_bound": [
-        (lambda k: (k - 1) * lesson01.U, r"at top_k = 8 your bound is 7·u, below an error that happens: "
-                                         r"lesson01\.worst_inputs\(8\) makes every rounding of the sum go down"),
-        (lambda k: np.sqrt(k) * lesson01.U, r"at top_k = 8 your bound is 2\.83·u, below an error that happens"),
+        # (K-1)·u and √K·u are refuted by the built worst case, or earlier by fresh random inputs that exceed them
+        (lambda k: (k - 1) * lesson01.U, r"at top_k = 8 your bound (is 7·u, below an error that happens: "
+                                         r"lesson01\.worst_inputs\(8\) makes every rounding of the sum go down"
+                                         r"|\S+ is below an error that happened)"),
+        (lambda k: np.sqrt(k) * lesson01.U, r"at top_k = 8 your bound (is 2\.83·u, below an error that happens"
+                                            r"|\S+ is below an error that happened)"),
         (lambda k: 1e-6, r"at top_k = 8 your bound 16\.8·u holds but is more than twice"),
         (lambda k: 1e-12, r"at top_k = 8 your bound 1e-12 is below an error that happened: out\[\d+, \d+\] of make_inputs"),
     ],
