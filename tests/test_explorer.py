@@ -106,8 +106,8 @@ def test_figures_render_and_mark_the_choice():
 def test_variants_offered_are_the_kernels_and_auto():
     from moe_reduce import kernels  # imports MLX: here only, as the explorer itself does not
 
-    assert ex.VARIANTS == ("auto", "scalar", "scalar_k", "vec", "vec_k")
-    assert ex.VECTOR == {name: v.vector for name, v in kernels.VARIANTS.items()}
+    assert ex.VARIANTS == ("auto", "scalar", "scalar_k", "vec", "vec_k", "row")
+    assert ex.ROW_BYTES == {name: v.row_bytes for name, v in kernels.VARIANTS.items()}
 
 
 def test_auto_launches_the_tables_entry_on_the_devices_card():

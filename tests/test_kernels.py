@@ -183,3 +183,16 @@ def test_unknown_variant_and_backend():
         kernels.moe_weighted_reduce(*x.mlx(), variant="nope")
     with pytest.raises(ValueError, match="backend"):
         kernels.moe_weighted_reduce(*x.mlx(), backend="opencl")
+
+
+@pytest.mark.parametrize("variant,dtype,n_tokens,h,runs", [
+    ("row", "bfloat16", 3, 256, "row"), ("row", "bfloat16", 3, 257, "scalar_k"), ("row", "float32", 3, 257, "row"),
+    ("row", "float32", 1, 7, "scalar_k"), ("vec", "float32", 1, 7, "scalar"), ("vec_k", "float16", 2, 4, "vec_k")])
+def test_choose_variant_falls_back_where_rows_cannot_be_cast(variant, dtype, n_tokens, h, runs):
+    """row needs h a multiple of its W (2 for 16-bit dtypes) and, as vec, n_tokens*h >= 8; else the scalar body
+    with the same TOP_K choice runs, and RunInfo says so."""
+    x = make_inputs(n_tokens, h, 8, seed=h)
+    out, info = kernels.moe_weighted_reduce(*x.mlx(dtype), backend=BACKENDS[0], variant=variant, init_value=NAN,
+                                            return_info=True)
+    assert info.variant == runs
+    assert rel_error(out, reference_f64(*x.mlx(dtype))) < tolerance(dtype)

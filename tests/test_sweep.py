@@ -11,7 +11,7 @@ import pytest
 from moe_reduce import kernels, plots, results, sweep
 from moe_reduce.check import tolerance
 from moe_reduce.dtypes import ITEMSIZE, dtype_name
-from moe_reduce.impls import available_impls, numpy_impl
+from moe_reduce.impls import available_impls, torch_support, numpy_impl
 
 
 def test_bytes_hand_counted():
@@ -99,6 +99,12 @@ def test_quick_run_rows(quick_dir):
         assert r.gbps == pytest.approx(r.bytes / r.median_us / 1e3)
         assert r.pct_of_ceiling == pytest.approx(100 * r.gbps / ceiling)
     assert run.meta["command"].startswith("python -m moe_reduce bench --quick")
+    empty = run.meta["empty_gpu_us"]
+    assert set(empty) == {"mlx", "triton"}
+    if torch_support() is None:  # no CUPTI: neither empty kernel has a GPU time
+        assert empty == {"mlx": None, "triton": None}
+    else:
+        assert 0 < empty["mlx"] < 20
 
 
 def test_figures_are_deterministic(quick_dir, tmp_path):

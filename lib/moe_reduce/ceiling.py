@@ -3,9 +3,11 @@
 The ceiling is the best rate of several pure-traffic kernels (bytes read + written per second): a copy, a
 read-only pass, and `mix`, which reads 10 rows for every row it writes with 16-byte accesses, as the
 combine does at top_k = 8. Each is measured in wall time and, where CUPTI is available, in GPU time (the
-ceiling for GPU-time rows). The floor is an empty kernel launched the way our kernels are."""
+ceiling for GPU-time rows). The floor is an empty kernel launched the way our kernels are; its GPU time, and
+a Triton empty kernel's, are the launch costs the small-call comparison sets aside (empty_gpu_us)."""
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -13,9 +15,9 @@ import mlx.core as mx
 import numpy as np
 
 from .backends import compile_shader
-from .gputime import chained_gpu_time
-from .impls import torch_support
-from .timing import TimerConfig, sync_mlx, sync_none, time_fn
+from .gputime import chained_gpu_time, device_activities
+from .impls import torch_support, triton_support
+from .timing import TimerConfig, rotation, run_calls, sync_mlx, sync_none, time_fn
 
 MIX_ROWS = 10  # rows read per row written by mix.metal: top_k + 2 at top_k = 8
 
@@ -104,10 +106,9 @@ def best(rates: dict[str, Rate], gpu: bool = False) -> float | None:
     return max(values) if values else None
 
 
-def empty_kernel_us(backend: str, cfg: TimerConfig, compiled: bool = True) -> float:
-    """Per-call µs of shaders/empty.metal launched with one thread, chained and flushed like the kernels and,
-    on a GPU backend, through mx.compile as kernels.moe_weighted_reduce launches them (compiled=False: the
-    plain kernel call); on the host backend, that path's per-call overhead."""
+def empty_call(backend: str, compiled: bool = True) -> Callable[[int, Any], mx.array]:
+    """A chained call of shaders/empty.metal with one thread: through mx.compile as kernels.moe_weighted_reduce
+    launches it on a GPU backend (compiled=False, or the host backend: the plain kernel call)."""
     kernel = compile_shader("empty.metal", ("x",), backend)
     x = mx.zeros((1,), mx.float32)
     mx.eval(x)
@@ -123,7 +124,33 @@ def empty_kernel_us(backend: str, cfg: TimerConfig, compiled: bool = True) -> fl
         """One launch, fed by the previous one."""
         return fn(x if prev is None else prev)
 
-    return time_fn(call, sync_mlx, cfg=cfg, flush=mx.async_eval, group=cfg.graph_calls).median * 1e6
+    return call
+
+
+def empty_kernel_us(backend: str, cfg: TimerConfig, compiled: bool = True) -> float:
+    """Per-call wall µs of empty_call, chained and flushed like the kernels (on the host backend, that path's
+    per-call overhead)."""
+    return time_fn(empty_call(backend, compiled), sync_mlx, cfg=cfg, flush=mx.async_eval,
+                   group=cfg.graph_calls).median * 1e6
+
+
+def empty_gpu_us(backend: str | None, calls: int = 64, repeats: int = 3) -> dict[str, float | None]:
+    """Median GPU time (CUPTI) in µs of an empty kernel under each framework, the launch cost the small-call
+    comparison sets aside: "mlx", empty_call handed over `calls` at a time; "triton", impls_triton's empty
+    kernel on one program. None where CUPTI, a GPU backend or Triton is absent."""
+    mlx_us = triton_us = None
+    if backend not in (None, "host") and torch_support() is not None:
+        call = empty_call(backend)
+        run_calls(call, calls, rotation(1), sync_mlx, mx.async_eval, calls)  # compile outside the profile
+        acts = device_activities(lambda: run_calls(call, calls * repeats, rotation(1), sync_mlx, mx.async_eval, calls))
+        mlx_us = statistics.median(us for name, us in acts if "empty" in name)
+    support = triton_support()
+    if support is not None:
+        launch, sync = support.empty_launch(), support.torch.cuda.synchronize
+        launch(), sync()
+        acts = device_activities(lambda: ([launch() for _ in range(calls * repeats)], sync()))
+        triton_us = statistics.median(us for name, us in acts if name.startswith("empty_kernel"))
+    return {"mlx": mlx_us, "triton": triton_us}
 
 
 def floor_label(backend: str | None) -> str:

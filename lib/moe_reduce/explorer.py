@@ -18,8 +18,8 @@ from .traffic import bytes_moved, flops
 
 TOKENS = tuple(2**i for i in range(15))  # 1 … 16384, the sweeps' n_tokens
 HIDDENS = (1, 255, 256, 257, 1000, 1024, 2048, 2880, 3584, 4096, 7168, 8192, 16384)  # awkward sizes and presets
-VECTOR = {"scalar": False, "scalar_k": False, "vec": True, "vec_k": True}  # kernels.VARIANTS' vector flags
-VARIANTS = ("auto", *VECTOR)  # "auto": the launch table's variant for the shape on the device's card
+ROW_BYTES = {"scalar": 0, "scalar_k": 0, "vec": 16, "vec_k": 16, "row": 4}  # kernels.VARIANTS' row_bytes
+VARIANTS = ("auto", *ROW_BYTES)  # "auto": the launch table's variant for the shape on the device's card
 THIS_MACHINE = "this machine: "
 MAP_TOKENS, MAP_TOP_K, MAP_ROW = 2, 3, 8  # the thread map's small version: at most this many tokens, k, columns
 
@@ -151,7 +151,7 @@ def readout(c: Choice, device: Device) -> dict[str, str]:
 def map_shape(c: Choice) -> tuple[int, int, int, int]:
     """(n_tokens, top_k, h, W) of the thread map's small version of a choice of a named variant (see `launched`
     for "auto"): W outputs per thread."""
-    w = 16 // ITEMSIZE[c.dtype] if VECTOR[c.variant] else 1
+    w = max(1, ROW_BYTES[c.variant] // ITEMSIZE[c.dtype])
     return min(c.n_tokens, MAP_TOKENS), min(c.top_k, MAP_TOP_K), min(c.h, max(MAP_ROW, 2 * w)), w
 
 

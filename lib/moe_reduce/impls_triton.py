@@ -65,6 +65,18 @@ def combine_rmsnorm_kernel(w_ptr, y_ptr, s_ptr, ys_ptr, r_ptr, wt_ptr, hid_ptr, 
     tl.store(out_ptr + t * H + cols, (x * scale * wt).to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def empty_kernel(p):
+    """Does nothing: its GPU time is what a Triton launch costs by itself."""
+    pass
+
+
+def empty_launch() -> Callable[[], None]:
+    """One launch of empty_kernel on one program (a 1-element CUDA tensor as its argument)."""
+    x = torch.zeros(1, device="cuda")
+    return lambda: empty_kernel[(1,)](x)
+
+
 class Config(NamedTuple):
     """One launch shape of the Triton kernel."""
 

@@ -28,18 +28,23 @@ INPUT_NAMES = CombineArgs._fields  # the kernel's buffers, in the order MLX numb
 
 @dataclass(frozen=True)
 class Variant:
-    """One kernel in shaders/: its source, whether each thread makes a 16-byte vector of outputs, and whether
-    top_k is fixed when it is compiled (the template argument TOP_K)."""
+    """One kernel in shaders/: its source, how many bytes of a row each thread makes (0: one output, whatever
+    its size), and whether top_k is fixed when it is compiled (the template argument TOP_K)."""
 
     name: str
     file: str
     summary: str
-    vector: bool = False
+    row_bytes: int = 0
     unroll_k: bool = False
 
+    @property
+    def vector(self) -> bool:
+        """Whether each thread makes a 16-byte vector of outputs (the vec bodies)."""
+        return self.row_bytes == 16
+
     def outputs_per_thread(self, dtype: str) -> int:
-        """W: consecutive outputs one thread makes (16 bytes of the activation dtype for a vector variant)."""
-        return 16 // ITEMSIZE[dtype] if self.vector else 1
+        """W: consecutive outputs one thread makes (row_bytes of the activation dtype, else 1)."""
+        return max(1, self.row_bytes // ITEMSIZE[dtype])
 
 
 VARIANTS = {
@@ -49,9 +54,11 @@ VARIANTS = {
         Variant("scalar_k", "moe_weighted_reduce.metal", "scalar with top_k fixed at compile time: the k loop unrolls",
                 unroll_k=True),
         Variant("vec", "moe_weighted_reduce_vec.metal", "16 bytes per row per thread: 4 (f32) or 8 (f16/bf16) outputs",
-                vector=True),
+                row_bytes=16),
         Variant("vec_k", "moe_weighted_reduce_vec.metal", "vec with top_k fixed at compile time: the k loop unrolls",
-                vector=True, unroll_k=True),
+                row_bytes=16, unroll_k=True),
+        Variant("row", "moe_weighted_reduce_row.metal", "4 bytes per row per thread, every load issued before any "
+                "arithmetic, top_k fixed at compile time", row_bytes=4, unroll_k=True),
     ]
 }
 
@@ -91,11 +98,12 @@ def get_variant(name: str) -> Variant:
 
 
 def choose_variant(name: str, p: Problem) -> Variant:
-    """The variant that runs: a vector one falls back to the scalar body (with the same TOP_K choice) when
-    n_tokens*h < 8 (MLX then passes y_shared in Metal's constant address space, where the vector body's
-    device-pointer casts do not compile)."""
+    """The variant that runs: one that casts rows falls back to the scalar body (with the same TOP_K choice) when
+    n_tokens*h < 8 (MLX then passes y_shared in Metal's constant address space, where device-pointer casts do
+    not compile), and row falls back to scalar_k when h is not a multiple of its W (its rows would not start
+    on a W-element boundary)."""
     v = get_variant(name)
-    if v.vector and p.n_tokens * p.h < 8:
+    if (v.row_bytes and p.n_tokens * p.h < 8) or (not v.vector and p.h % v.outputs_per_thread(p.dtype)):
         return VARIANTS["scalar_k" if v.unroll_k else "scalar"]
     return v
 
@@ -110,14 +118,14 @@ def choose_launch(backend: str, variant: str, threads: int | None, p: Problem) -
 
 def launch_config(variant: str, p: Problem, threads: int = DEFAULT_THREADS) -> LaunchConfig:
     """A 1-D grid of n_tokens * ceil(h / W) threads in threadgroups of `threads`, and the template: the
-    activation dtype T, TOP_K (0 = read at run time), which optional terms exist, and for the vector body NV
-    (4-wide vectors per row) and ALIGNED (h a multiple of W)."""
+    activation dtype T, TOP_K (0 = read at run time), which optional terms exist, for the vector body NV
+    (4-wide vectors per row) and ALIGNED (h a multiple of W), for the row body W."""
     v = get_variant(variant)
     w = v.outputs_per_thread(p.dtype)
     n = p.n_tokens * -(-p.h // w)
     if n >= 2**31:
         raise ValueError(f"n_tokens * h: expected under 2^31 threads ({w} outputs each), got {n}")
-    template = [("T", to_mlx_dtype(p.dtype))] + ([("NV", w // 4)] if v.vector else [])
+    template = [("T", to_mlx_dtype(p.dtype))] + ([("NV", w // 4)] if v.vector else [("W", w)] if v.row_bytes else [])
     template += [("TOP_K", p.top_k if v.unroll_k else 0), ("HAS_SHARED", p.shared), ("HAS_RESIDUAL", p.residual)]
     if v.vector:
         template += [("ALIGNED", p.h % w == 0)]
@@ -142,7 +150,8 @@ def kernel_inputs(p: Problem, args: CombineArgs) -> list[mx.array]:
     """The combine's arguments as a kernel takes them: MLX arrays, y_expert viewed as (n_tokens*top_k, h), absent
     inputs replaced by placeholders."""
     w, y, s, ys, r = (as_mlx(a) for a in args)
-    return [w, y.reshape(p.n_tokens * p.top_k, p.h),
+    rows = (p.n_tokens * p.top_k, p.h)
+    return [w, y if y.shape == rows else y.reshape(rows),
             placeholder(p.gate_dtype) if s is None else s,
             placeholder(p.dtype) if ys is None else ys,
             placeholder(p.dtype) if r is None else r]
@@ -162,13 +171,13 @@ def moe_weighted_reduce(expert_w, y_expert, sh_logit=None, y_shared=None, residu
                         return_info: bool = False):
     """Run the combine kernel: returns out (n_tokens, h) as an mx.array, or (out, RunInfo).
     Arguments are checked before anything runs; `init_value` pre-fills the output (NaN poisons it).
-    sh_logit and y_shared may both be None (no gated shared expert). variant: "auto" (from the launch table),
-    "scalar", "vec" or "vec_k"; threads: threadgroup size (None: the table's, or 256 for a named variant).
+    sh_logit and y_shared may both be None (no gated shared expert). variant: "auto" (from the launch table) or
+    a name in VARIANTS; threads: threadgroup size (None: the table's, or 256 for a named variant).
     MLX arrays on a GPU backend take the fast path below; NumPy inputs, init_value, return_info and the host
     backend take this plain one."""
-    if init_value is None and not return_info:
+    if init_value is None and not return_info and all_mlx(expert_w, y_expert, sh_logit, y_shared, residual):
         fast = compiled_launch(backend, variant, threads)
-        if fast is not None and all_mlx(expert_w, y_expert, sh_logit, y_shared, residual):
+        if fast is not None:
             return fast(expert_w, y_expert, sh_logit, y_shared, residual)
     backend = pick_backend(backend)
     args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
@@ -186,8 +195,11 @@ def moe_weighted_reduce(expert_w, y_expert, sh_logit=None, y_shared=None, residu
 
 
 def all_mlx(*args: object) -> bool:
-    """Every given argument is an mx.array (what mx.compile can trace)."""
-    return all(a is None or type(a) is mx.array for a in args)
+    """Every given argument is an mx.array or None (what mx.compile can trace)."""
+    return set(map(type, args)) <= MLX_OR_NONE
+
+
+MLX_OR_NONE = {mx.array, type(None)}
 
 
 @functools.cache

@@ -24,10 +24,10 @@ from matplotlib.figure import Figure
 from .contender import HOST_MAX_OUTPUTS
 from .results import Row, Run
 
-IMPL_ORDER = ("kernel_auto", "kernel_vec_k", "kernel_vec", "kernel_scalar_k", "kernel_scalar", "kernel_fused",
+IMPL_ORDER = ("kernel_auto", "kernel_row", "kernel_vec_k", "kernel_vec", "kernel_scalar_k", "kernel_scalar", "kernel_fused",
               "kernel_two_step", "triton", "triton_graph", "triton_fused", "torch_compile", "torch_compile_graph",
               "torch_compile_two_step", "torch", "mlx_compile", "mlx", "numpy")
-COLORS = dict(zip(IMPL_ORDER, ("#d62728", "#e377c2", "#ff7f0e", "#bcbd22", "#ffbb78", "#d62728", "#ff7f0e", "#8c564b",
+COLORS = dict(zip(IMPL_ORDER, ("#d62728", "#17becf", "#e377c2", "#ff7f0e", "#bcbd22", "#ffbb78", "#d62728", "#ff7f0e", "#8c564b",
                                "#8c564b", "#8c564b", "#9467bd", "#9467bd", "#9467bd", "#c5b0d5", "#2ca02c", "#1f77b4",
                                "#7f7f7f")))
 DASHED = {"triton_graph", "torch_compile_graph"}  # the CUDA-graph launches of a contender drawn dashed

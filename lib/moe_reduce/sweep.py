@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import mlx.core as mx
 from tqdm import tqdm
 
-from .ceiling import best, empty_kernel_us, floor_label, gbps, traffic_ceilings
+from .ceiling import best, empty_gpu_us, empty_kernel_us, floor_label, gbps, traffic_ceilings
 from .check import rel_error, tolerance, worst
 from .gputime import chained_gpu_time
 from .contender import Impl
@@ -282,6 +282,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
     limits, methods = measure_limits(s, processors, backend, names)
     floor = empty_kernel_us(backend, s.timer) if backend is not None else None
     floor_plain = empty_kernel_us(backend, s.timer, compiled=False) if backend not in (None, "host") else floor
+    empty_gpu = empty_gpu_us(backend)
     tasks, skipped = plan_tasks(s, impls)
     built: dict[tuple[str, str], Callable[..., Any]] = {}
     rows: list[Row] = []
@@ -310,6 +311,7 @@ def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = 
         "ceiling_methods": methods,
         "ceiling_bytes": {p: s.budgets[p].ceiling_bytes for p in processors},
         "empty_kernel_us": floor, "empty_kernel_plain_us": floor_plain, "empty_kernel_label": floor_label(backend),
+        "empty_gpu_us": empty_gpu,
         "op": s.op, "impls": sorted(impls), "dtypes": list(s.dtypes), "gate_dtype": GATE_DTYPE,
         "residual": s.residual, "shared": s.shared,
         "plan": asdict(s.plan), "timer": asdict(s.timer), "budgets": {p: asdict(b) for p, b in s.budgets.items()},

@@ -27,6 +27,8 @@ from .timing import chained, rotation, run_calls
 THREADS = (32, 64, 128, 256, 512)
 CALLS = 64  # chained calls per timed repeat
 REPEATS = 3
+NOISE_CAP = 0.05  # the widest noise window pick allows, as a fraction of the fastest choice's time
+ENTRY_KEYS = ("dtype", "n_tokens", "h", "top_k", "variant", "threads")
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,26 @@ def tune_size(backend: str, dtype: str, n_tokens: int, h: int, top_k: int) -> li
 
 
 def pick(samples: list[Sample]) -> Sample:
-    """The simplest choice within the noise of the fastest (noise: the larger spread of the two, at least 1%)."""
+    """The simplest choice within the noise of the fastest: the fastest's spread over its repeats, at least 1% and
+    at most NOISE_CAP. A choice's own spread does not widen the window: one slow repeat of a slow choice must not
+    let it pass for fast."""
     fastest = min(samples, key=lambda s: s.gpu_us)
-    close = [s for s in samples if s.gpu_us <= fastest.gpu_us * (1 + max(fastest.spread, s.spread, 0.01))]
+    window = 1 + min(max(fastest.spread, 0.01), NOISE_CAP)
+    close = [s for s in samples if s.gpu_us <= fastest.gpu_us * window]
     return min(close, key=lambda s: simplicity(s.variant, s.threads))
+
+
+def table_entries(samples: list[Sample]) -> list[dict]:
+    """The launch table's entries: per (dtype, n_tokens, h, top_k), in the samples' order, the pick."""
+    groups = itertools.groupby(samples, key=lambda s: (s.dtype, s.n_tokens, s.h, s.top_k))
+    return [{k: v for k, v in asdict(pick(list(g))).items() if k in ENTRY_KEYS} for _, g in groups]
+
+
+def read_samples(path: Path) -> list[Sample]:
+    """The samples of a tune.csv, in its order."""
+    with open(path, newline="") as f:
+        return [Sample(r["dtype"], int(r["n_tokens"]), int(r["h"]), int(r["top_k"]), r["variant"], int(r["threads"]),
+                       float(r["gpu_us"]), float(r["spread"])) for r in csv.DictReader(f)]
 
 
 def sizes(plan: Plan = Plan()) -> list[tuple[int, int, int]]:
@@ -103,10 +121,7 @@ def tune(out: Path, dtypes: tuple[str, ...] = DEFAULT_DTYPES, card: str | None =
         w = csv.DictWriter(f, fieldnames=list(asdict(samples[0])), lineterminator="\n")
         w.writeheader()
         w.writerows(asdict(s) for s in samples)
-    groups = itertools.groupby(samples, key=lambda s: (s.dtype, s.n_tokens, s.h, s.top_k))
-    entries = [asdict(pick(list(g))) for _, g in groups]
-    table = {"cards": {card: [{k: e[k] for k in ("dtype", "n_tokens", "h", "top_k", "variant", "threads")}
-                              for e in entries]}, "backend": {card: backend},
+    table = {"cards": {card: table_entries(samples)}, "backend": {card: backend},
              "source": {card: f"python -m moe_reduce tune on {device}, MLX {mx.__version__}, "
                               f"{datetime.date.today().isoformat()}; GPU time (CUPTI), median of {REPEATS} x "
                               f"{CALLS} chained calls, gate dtype {GATE_DTYPE}"}}
