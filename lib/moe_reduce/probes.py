@@ -4,7 +4,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from .results import Run, newest
 
 PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-05-probes"
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
@@ -72,3 +74,36 @@ def ncu_rows(folder: Path = PROBES) -> list[dict[str, Any]]:
         out.append({"dtype": dtype, "n_tokens": n, "kernel": cand} | {k: float(r[k]) for k in NCU_FIELDS})
     return out
 
+
+
+# ---------------------------------------------------------------- The row kernel's runs (issue 18)
+
+SMALL_DATE = "2026-12-05"  # the runs of our kernels and Triton after the row variant shipped
+RESULTS = PROBES.parent
+
+
+def small_run(runs: Sequence[Run], card: str, dtype: str) -> Run | None:
+    """The committed combine run of SMALL_DATE on a card (its name in the GPU's) in a dtype that times kernel_row;
+    None if there is none."""
+    found = [r for r in runs if r.meta["date"] == SMALL_DATE and "kernel_row" in r.meta["impls"]]
+    return newest(found, card, dtype)
+
+
+def gpu_us(run: Run, impl: str, n_tokens: int, top_k: int, h: int = 2048) -> float:
+    """The GPU µs of one row of a run."""
+    (row,) = run.select(impl=impl, n_tokens=n_tokens, top_k=top_k, h=h)
+    return row.gpu_us
+
+
+def work_ratio(run: Run, n_tokens: int, top_k: int, impl: str = "kernel_row") -> float:
+    """(ours − MLX's empty kernel) / (Triton − Triton's empty kernel), GPU times and empty kernels of one run:
+    the kernels' own work with each framework's launch set aside."""
+    empty = run.meta["empty_gpu_us"]
+    ours, triton = gpu_us(run, impl, n_tokens, top_k), gpu_us(run, "triton", n_tokens, top_k)
+    return (ours - empty["mlx"]) / (triton - empty["triton"])
+
+
+def smallcalls(card: str) -> dict[str, Any] | None:
+    """results/nvidia-<card>-SMALL_DATE-small/smallcalls.json (card "h100" or "h200"); None if not committed."""
+    path = RESULTS / f"nvidia-{card.lower()}-{SMALL_DATE}-small" / "smallcalls.json"
+    return json.loads(path.read_text()) if path.is_file() else None

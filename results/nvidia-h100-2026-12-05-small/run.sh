@@ -5,7 +5,8 @@
 #          own array, host cost per call)
 #   bench: python -m moe_reduce bench of our kernels and Triton, float32 and bfloat16, tokens and hidden sweeps
 # Each step's files and the log are packed into $OUT/<step>.tgz as soon as the step ends (the device returns
-# a limited count of files). DTYPES (default "float32 bfloat16") picks the bench's dtypes.
+# a limited count of files). DTYPES (default "float32 bfloat16") and SWEEPS (default tokens,hidden) pick the
+# bench's dtypes and sweeps.
 set -u
 export PYTHONPATH=lib PYTHONUNBUFFERED=1
 declare -A LIMIT=([tune]=300 [small]=100 [bench]=400)
@@ -22,7 +23,7 @@ open(ship, 'w').write(json.dumps(table, indent=1) + '\\n')
 print('installed this card\\'s table in', ship, 'for the bench step')" "$OUT/tune/launch_table.json" ;;
         small) python3 -m moe_reduce.smallcalls --out "$OUT/small" ;;
         bench) for d in ${DTYPES:-float32 bfloat16}; do
-                   python3 -m moe_reduce bench --dtypes $d --impls $IMPLS --sweeps tokens,hidden --out "$OUT/bench-$d" \
+                   python3 -m moe_reduce bench --dtypes $d --impls $IMPLS --sweeps ${SWEEPS:-tokens,hidden} --out "$OUT/bench-$d" \
                        --no-progress
                done ;;
     esac
