@@ -57,8 +57,8 @@ VARIANTS = {
                 row_bytes=16),
         Variant("vec_k", "moe_weighted_reduce_vec.metal", "vec with top_k fixed at compile time: the k loop unrolls",
                 row_bytes=16, unroll_k=True),
-        Variant("row", "moe_weighted_reduce_row.metal", "4 bytes per row per thread, every load issued before any "
-                "arithmetic, top_k fixed at compile time", row_bytes=4, unroll_k=True),
+        Variant("row", "moe_weighted_reduce_row.metal", "4 bytes per row per thread, all loads before any math, top_k fixed",
+                row_bytes=4, unroll_k=True),
     ]
 }
 
