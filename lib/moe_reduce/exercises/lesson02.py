@@ -171,8 +171,7 @@ def check_launch(answer: Any) -> Verdict:
             return error
         results.append(launch)
     if results == [launch_starter(c.n_tokens, c.h) for c in LAUNCH_CASES]:
-        return unattempted("your function still returns the starter's launch\n  (a grid of ceil(n/256)); fix it "
-                           "and run the cell again.")
+        return unattempted("the starter's launch (grid ceil(n/256)) came back; fix it and run the cell.")
     for case, launch in zip(LAUNCH_CASES, results):
         verdict = launch_verdict("scalar", case, launch)
         if verdict is not None:
