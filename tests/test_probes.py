@@ -2,9 +2,12 @@
 Nsight Compute rows matched to round1.py's order (a row out of order is refused)."""
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import pytest
 
-from moe_reduce import probes
+from moe_reduce import plots, probes, results
 
 
 def test_per_call_divides_by_kernels():
@@ -56,3 +59,23 @@ def test_small_calls_figure_draws_each_kernel_and_both_references():
         labels = [line.get_label() for line in ax.get_lines()]
         assert labels[:len(plots.SMALL_KERNELS)] == list(plots.SMALL_KERNELS)
         assert any(label.startswith("bytes /") for label in labels) and any("empty" in label for label in labels)
+
+
+def test_committed_dram_csv_is_ncu_csv_converted(tmp_path):
+    """ncu_dram.csv is write_dram_csv of the committed ncu.csv; the torch.compile rows are the timed kernel's:
+    at 4096 tokens DRAM moved the op's minimum activation bytes, within 1%."""
+    committed = (probes.PROBES / probes.DRAM_FILE).read_text()
+    shutil.copy(probes.PROBES / "ncu.csv", tmp_path / "ncu.csv")
+    assert probes.write_dram_csv(tmp_path).read_text() == committed
+    tc = {p.dtype: p for p in plots.read_dram_counters(probes.PROBES / probes.DRAM_FILE) if p.label == "torch_compile"}
+    for dtype, size in (("float32", 4), ("bfloat16", 2)):
+        assert tc[dtype].dram_bytes == pytest.approx(4096 * 11 * 2048 * size, rel=0.01)
+
+
+def test_work_ratio_sets_each_frameworks_empty_kernel_aside():
+    """work_ratio = (ours - MLX empty) / (Triton - Triton empty), from one run's rows and its empty_gpu_us."""
+    zero = {f.name: 0 for f in dataclasses.fields(results.Row)}
+    rows = [results.Row(**zero | dict(impl=i, dtype="float32", n_tokens=4, h=2048, top_k=8, gpu_us=us))
+            for i, us in (("kernel_row", 3.0), ("triton", 2.0))]
+    run = results.Run(rows, {"empty_gpu_us": {"mlx": 1.0, "triton": 0.5}})
+    assert probes.work_ratio(run, 4, 8) == (3.0 - 1.0) / (2.0 - 0.5)

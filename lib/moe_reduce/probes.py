@@ -107,3 +107,36 @@ def smallcalls(card: str) -> dict[str, Any] | None:
     """results/nvidia-<card>-SMALL_DATE-small/smallcalls.json (card "h100" or "h200"); None if not committed."""
     path = RESULTS / f"nvidia-{card.lower()}-{SMALL_DATE}-small" / "smallcalls.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+# ---------------------------------------------------------------- Nsight Compute rows as DRAM points (lesson 03)
+
+DRAM_FILE = "ncu_dram.csv"  # ncu.csv in plots.read_dram_counters' columns, written by write_dram_csv
+TORCH_COMPILE_ORDER = ("float32", "bfloat16")  # round1.py profiled torch.compile's kernel at 4096 tokens in this order
+TORCH_COMPILE_TOKENS = 4096
+
+
+def dram_rows(folder: Path = PROBES) -> list[dict[str, Any]]:
+    """Every profiled kernel of ncu.csv as (label, n_tokens, dtype, dram_bytes, gpu_time_ns): the combine rows of
+    ncu_rows (label kernel_<candidate>, or triton), then the timed torch.compile kernel (label torch_compile)."""
+    rows = [{"label": "triton" if r["kernel"] == "triton" else f"kernel_{r['kernel']}", "n_tokens": r["n_tokens"],
+             "dtype": r["dtype"], "dram_bytes": r["dram_read_bytes"] + r["dram_write_bytes"],
+             "gpu_time_ns": r["duration_ns"]} for r in ncu_rows(folder)]
+    with open(folder / "ncu.csv", newline="") as f:
+        compiled = [r for r in csv.DictReader(f) if r["kernel"].startswith("triton_")]
+    if len(compiled) != len(TORCH_COMPILE_ORDER):
+        raise ValueError(f"ncu.csv: expected {len(TORCH_COMPILE_ORDER)} torch.compile rows, got {len(compiled)}")
+    return rows + [{"label": "torch_compile", "n_tokens": TORCH_COMPILE_TOKENS, "dtype": dtype,
+                    "dram_bytes": float(r["dram_read_bytes"]) + float(r["dram_write_bytes"]),
+                    "gpu_time_ns": float(r["duration_ns"])} for r, dtype in zip(compiled, TORCH_COMPILE_ORDER)]
+
+
+def write_dram_csv(folder: Path = PROBES) -> Path:
+    """Write folder/DRAM_FILE from ncu.csv (dram_rows); returns its path."""
+    path = folder / DRAM_FILE
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["label", "n_tokens", "dtype", "dram_bytes", "gpu_time_ns"],
+                           lineterminator="\n")
+        w.writeheader()
+        w.writerows(dram_rows(folder))
+    return path
