@@ -79,3 +79,13 @@ def test_work_ratio_sets_each_frameworks_empty_kernel_aside():
             for i, us in (("kernel_row", 3.0), ("triton", 2.0))]
     run = results.Run(rows, {"empty_gpu_us": {"mlx": 1.0, "triton": 0.5}})
     assert probes.work_ratio(run, 4, 8) == (3.0 - 1.0) / (2.0 - 0.5)
+
+
+def test_time_model_is_exact_where_fitted_and_adds_bytes_at_the_ceiling():
+    """fit_time_model puts the one-token row exactly on the model; each further byte costs 1 / ceiling."""
+    runs = results.load_runs(results.find_results())
+    run = probes.small_run(runs, "H100", "float32")
+    model = probes.fit_time_model(run)
+    n1, meas1, pred1 = probes.model_rows(run)[0]
+    assert n1 == 1 and pred1 == pytest.approx(meas1)
+    assert model.us(2_000_000) - model.us(1_000_000) == pytest.approx(1e6 / run.meta["ceiling_gbps"]["gpu"] / 1e3)

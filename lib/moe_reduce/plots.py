@@ -550,3 +550,27 @@ def small_calls_figure(best: dict[tuple[str, str, int], dict], floor_us: float, 
     fig.suptitle(f"Best over threads per kernel, h {h}, top_k {top_k} — NVIDIA H100 (2026-12-05 probes)")
     legend(fig, 4)
     return fig
+
+
+def time_model_figure(rows: dict[str, list[tuple[int, float, float]]], device: str) -> Figure:
+    """Left: measured GPU µs per call (points) and the model's (line) against n_tokens, per dtype (`rows`: dtype ->
+    (n_tokens, measured, model)), log-log. Right: the model's error, (model − measured) / measured, in %."""
+    fig, (left, right) = panels(2, height=4.5)
+    for (dtype, pts), colour in zip(rows.items(), ("#0072B2", "#D55E00")):
+        n, meas, model = (np.array(v) for v in zip(*pts))
+        left.plot(n, meas, "o", ms=4, color=colour, label=f"{dtype}, measured")
+        left.plot(n, model, "-", lw=1.5, color=colour, label=f"{dtype}, model")
+        right.plot(n, 100 * (model - meas) / meas, "o-", ms=4, color=colour, label=dtype)
+    left.set_yscale("log")
+    log_axis(left.yaxis)
+    left.set_ylabel("GPU time per call (µs)")
+    right.axhline(0, color="k", lw=1)
+    right.set_ylabel("model error (% of measured)")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("n_tokens")
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"launch + fixed + bytes / ceiling against the row kernel — {device}")
+    legend(fig, 4)
+    return fig

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from .results import Run, newest
+from .traffic import bytes_moved
 
 PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-05-probes"
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
@@ -140,3 +142,43 @@ def write_dram_csv(folder: Path = PROBES) -> Path:
         w.writeheader()
         w.writerows(dram_rows(folder))
     return path
+
+
+# ---------------------------------------------------------------- A model of GPU time per call (lesson 05, part 8)
+
+MODEL_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """GPU µs per call = launch + fixed + bytes / bandwidth: launch, an empty kernel's GPU time; fixed, what the
+    one-token call takes beyond launch and bytes (fitted at n_tokens = 1, not measured on its own); bandwidth,
+    the run's measured ceiling (GB/s)."""
+
+    launch_us: float
+    fixed_us: float
+    gbps: float
+
+    def us(self, nbytes: int) -> float:
+        """Predicted GPU µs of a call that moves nbytes."""
+        return self.launch_us + self.fixed_us + nbytes / self.gbps / 1e3
+
+
+def call_bytes(run: Run, n_tokens: int, top_k: int, h: int = 2048) -> int:
+    """The minimum bytes of one combine call of a run (its dtype, residual, shared; float32 gate inputs)."""
+    (dtype,) = run.meta["dtypes"]
+    return bytes_moved(n_tokens, top_k, h, dtype, run.meta["residual"], "float32", run.meta["shared"])
+
+
+def fit_time_model(run: Run, impl: str = "kernel_row", top_k: int = 8) -> TimeModel:
+    """The model of one run and impl: launch and bandwidth from the run's metadata, fixed from its one-token row."""
+    launch, gbps = run.meta["empty_gpu_us"]["mlx"], run.meta["ceiling_gbps"]["gpu"]
+    fixed = gpu_us(run, impl, 1, top_k) - launch - call_bytes(run, 1, top_k) / gbps / 1e3
+    return TimeModel(launch, fixed, gbps)
+
+
+def model_rows(run: Run, impl: str = "kernel_row", top_k: int = 8) -> list[tuple[int, float, float]]:
+    """(n_tokens, measured GPU µs, predicted GPU µs) at every MODEL_TOKENS size the run has."""
+    model = fit_time_model(run, impl, top_k)
+    have = {r.n_tokens for r in run.select(impl=impl, top_k=top_k, h=2048)}
+    return [(n, gpu_us(run, impl, n, top_k), model.us(call_bytes(run, n, top_k))) for n in MODEL_TOKENS if n in have]
