@@ -4,6 +4,7 @@ copy and fill in the process (MLX's, PyTorch's and Triton's alike), read through
 Available where torch imports with a CUDA GPU (impls.torch_support); elsewhere every function returns None."""
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -48,3 +49,25 @@ def chained_gpu_time(call: Callable[[int, Any], Any], calls: int, n_sets: int, s
     """Device time per op call of `calls` timer calls (timing.run_calls over n_sets rotating input sets, handed
     over every `group` calls, one sync), each making `per` op calls; None without CUPTI."""
     return gpu_time(lambda: run_calls(call, calls, rotation(n_sets), sync, flush, group), calls * per)
+
+
+def repeat_medians(calls: dict[Any, Callable[[int, Any], Any]], n_sets: int, match: str, per: int, repeats: int,
+                   sync: Callable[[list], None], flush: Callable[[list], None] | None = None) -> dict[Any, list[float]]:
+    """Per key of `calls` (timing.run_calls calls), the median GPU µs of its kernels in each of `repeats` runs of
+    `per` chained calls over n_sets rotating input sets, handed over `per` at a time: every call warmed up first,
+    then all of them one after another in one profiler session, the kernels whose names contain `match` split
+    back by their order; RuntimeError if the profile holds another count of them."""
+    at = rotation(n_sets)
+    for call in calls.values():  # compile and trace outside the profile
+        run_calls(call, 2, at, sync, flush, per)
+
+    def run() -> None:
+        for call in calls.values():
+            for _ in range(repeats):
+                run_calls(call, per, at, sync, flush, per)
+
+    acts = [us for name, us in device_activities(run) if match in name]
+    if len(acts) != len(calls) * repeats * per:
+        raise RuntimeError(f"expected {len(calls) * repeats * per} kernels in the profile, got {len(acts)}")
+    return {key: [statistics.median(acts[(i * repeats + r) * per:(i * repeats + r + 1) * per]) for r in range(repeats)]
+            for i, key in enumerate(calls)}

@@ -16,10 +16,10 @@ import mlx.core as mx
 from . import hostcost, kernels
 from .backends import device_name, pick_backend
 from .ceiling import empty_gpu_us
-from .gputime import device_activities
+from .gputime import repeat_medians
 from .impls import prepare_mlx
 from .inputs import CombineArgs, make_inputs
-from .timing import chained, rotation, run_calls, sync_mlx
+from .timing import chained, sync_mlx
 
 CALLS, REPEATS = 64, 3  # chained calls per repeat, repeats per case
 H = 2048
@@ -45,21 +45,7 @@ def one_token_cases(backend: str) -> dict[str, list[float]]:
                 for v in VARIANTS:
                     fn = lambda *a, v=v: kernels.moe_weighted_reduce(*a, backend=backend, variant=v)  # noqa: E731
                     calls[f"{dtype} top_k={top_k} logit={logit} {v}"] = chained(fn, sets)[0]
-    at = rotation(SETS)
-    for call in calls.values():  # compile and trace outside the profile
-        run_calls(call, 2, at, sync_mlx, mx.async_eval, CALLS)
-
-    def run() -> None:
-        for call in calls.values():
-            for _ in range(REPEATS):
-                run_calls(call, CALLS, at, sync_mlx, mx.async_eval, CALLS)
-
-    acts = [us for name, us in device_activities(run) if "moe_weighted_reduce" in name]
-    if len(acts) != len(calls) * REPEATS * CALLS:
-        raise RuntimeError(f"expected {len(calls) * REPEATS * CALLS} kernels in the profile, got {len(acts)}")
-    per = REPEATS * CALLS
-    return {case: [statistics.median(acts[i * per + r * CALLS:i * per + (r + 1) * CALLS]) for r in range(REPEATS)]
-            for i, case in enumerate(calls)}
+    return repeat_medians(calls, SETS, "moe_weighted_reduce", CALLS, REPEATS, sync_mlx, mx.async_eval)
 
 
 def measure(backend: str = "auto") -> dict[str, Any]:

@@ -17,12 +17,12 @@ import mlx.core as mx
 
 from . import kernels
 from .backends import device_name, pick_backend
-from .gputime import device_activities
+from .gputime import repeat_medians
 from .impls import prepare_mlx
 from .inputs import make_inputs
 from .ops import GATE_DTYPE
 from .sweep import DEFAULT_DTYPES, GPU_BUDGET, Plan, n_sets, problem_bytes
-from .timing import chained, rotation, run_calls
+from .timing import chained, sync_mlx
 
 THREADS = (32, 64, 128, 256, 512)
 CALLS = 64  # chained calls per timed repeat
@@ -57,23 +57,11 @@ def tune_size(backend: str, dtype: str, n_tokens: int, h: int, top_k: int) -> li
     count = n_sets(problem_bytes(n_tokens, h, top_k, dtype, True), GPU_BUDGET)
     sets = [prepare_mlx(base, dtype) for _ in range(count)]
     choices = [(v, t) for v in kernels.VARIANTS for t in THREADS]
-    sets_at = rotation(count)
     calls = {c: chained(lambda *a, c=c: kernels.moe_weighted_reduce(*a, backend=backend, variant=c[0], threads=c[1]),
                         sets)[0] for c in choices}
-    for call in calls.values():  # compile and trace outside the profile
-        run_calls(call, 2, sets_at, lambda outs: mx.eval(*outs), mx.async_eval, CALLS)
-    mx.synchronize()
-
-    def run() -> None:
-        for c, _ in itertools.product(choices, range(REPEATS)):
-            run_calls(calls[c], CALLS, sets_at, lambda outs: (mx.eval(*outs), mx.synchronize()), mx.async_eval, CALLS)
-
-    acts = [us for name, us in device_activities(run) if "moe_weighted_reduce" in name]
-    if len(acts) != len(choices) * REPEATS * CALLS:
-        raise RuntimeError(f"expected {len(choices) * REPEATS * CALLS} kernels in the profile, got {len(acts)}")
     out = []
-    for i, (v, t) in enumerate(choices):
-        reps = [statistics.median(acts[(i * REPEATS + r) * CALLS:(i * REPEATS + r + 1) * CALLS]) for r in range(REPEATS)]
+    for (v, t), reps in repeat_medians(calls, count, "moe_weighted_reduce", CALLS, REPEATS, sync_mlx,
+                                       mx.async_eval).items():
         med = statistics.median(reps)
         out.append(Sample(dtype, n_tokens, h, top_k, v, t, med, (max(reps) - min(reps)) / med))
     return out
