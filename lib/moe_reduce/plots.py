@@ -539,10 +539,9 @@ def small_calls_figure(best: dict[tuple[str, str, int], dict], floor_us: float, 
         ax.plot(ns, [bytes_moved(int(n), top_k, h, dtype) / peak_gbps / 1e3 for n in ns], "k--", lw=1,
                 label=f"bytes / {peak_gbps:,.0f} GB/s")
         ax.axhline(floor_us, color="0.5", lw=1, ls=":", label=f"empty MLX kernel, {floor_us:.2f} µs")
-        ax.set_xscale("log", base=2)
+        log2_x(ax)
         ax.set_yscale("log")
         log_axis(ax.yaxis)
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("n_tokens")
         ax.set_title(dtype)
         ax.grid(alpha=0.3, which="both")
@@ -567,8 +566,7 @@ def time_model_figure(rows: dict[str, list[tuple[int, float, float]]], device: s
     right.axhline(0, color="k", lw=1)
     right.set_ylabel("model error (% of measured)")
     for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        log2_x(ax)
         ax.set_xlabel("n_tokens")
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"launch + fixed + bytes / ceiling against the row kernel — {device}")

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .results import Run, newest
-from .traffic import bytes_moved
+from .results import Row, Run, newest
 
 PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-05-probes"
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
@@ -91,10 +90,15 @@ def small_run(runs: Sequence[Run], card: str, dtype: str) -> Run | None:
     return newest(found, card, dtype)
 
 
+def row_of(run: Run, impl: str, n_tokens: int, top_k: int, h: int = 2048) -> Row:
+    """The one row of a run at a size."""
+    (row,) = run.select(impl=impl, n_tokens=n_tokens, top_k=top_k, h=h)
+    return row
+
+
 def gpu_us(run: Run, impl: str, n_tokens: int, top_k: int, h: int = 2048) -> float:
     """The GPU µs of one row of a run."""
-    (row,) = run.select(impl=impl, n_tokens=n_tokens, top_k=top_k, h=h)
-    return row.gpu_us
+    return row_of(run, impl, n_tokens, top_k, h).gpu_us
 
 
 def work_ratio(run: Run, n_tokens: int, top_k: int, impl: str = "kernel_row") -> float:
@@ -146,9 +150,6 @@ def write_dram_csv(folder: Path = PROBES) -> Path:
 
 # ---------------------------------------------------------------- A model of GPU time per call (lesson 05, part 8)
 
-MODEL_TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-
-
 @dataclass(frozen=True)
 class TimeModel:
     """GPU µs per call = launch + fixed + bytes / bandwidth: launch, an empty kernel's GPU time; fixed, what the
@@ -164,21 +165,16 @@ class TimeModel:
         return self.launch_us + self.fixed_us + nbytes / self.gbps / 1e3
 
 
-def call_bytes(run: Run, n_tokens: int, top_k: int, h: int = 2048) -> int:
-    """The minimum bytes of one combine call of a run (its dtype, residual, shared; float32 gate inputs)."""
-    (dtype,) = run.meta["dtypes"]
-    return bytes_moved(n_tokens, top_k, h, dtype, run.meta["residual"], "float32", run.meta["shared"])
-
-
 def fit_time_model(run: Run, impl: str = "kernel_row", top_k: int = 8) -> TimeModel:
     """The model of one run and impl: launch and bandwidth from the run's metadata, fixed from its one-token row."""
     launch, gbps = run.meta["empty_gpu_us"]["mlx"], run.meta["ceiling_gbps"]["gpu"]
-    fixed = gpu_us(run, impl, 1, top_k) - launch - call_bytes(run, 1, top_k) / gbps / 1e3
-    return TimeModel(launch, fixed, gbps)
+    one = row_of(run, impl, 1, top_k)
+    return TimeModel(launch, one.gpu_us - launch - one.bytes / gbps / 1e3, gbps)
 
 
 def model_rows(run: Run, impl: str = "kernel_row", top_k: int = 8) -> list[tuple[int, float, float]]:
-    """(n_tokens, measured GPU µs, predicted GPU µs) at every MODEL_TOKENS size the run has."""
+    """(n_tokens, measured GPU µs, predicted GPU µs) of each of the run's rows of impl at top_k, h 2048, by
+    n_tokens; the bytes are the ones each row records."""
     model = fit_time_model(run, impl, top_k)
-    have = {r.n_tokens for r in run.select(impl=impl, top_k=top_k, h=2048)}
-    return [(n, gpu_us(run, impl, n, top_k), model.us(call_bytes(run, n, top_k))) for n in MODEL_TOKENS if n in have]
+    rows = sorted(run.select(impl=impl, top_k=top_k, h=2048), key=lambda r: r.n_tokens)
+    return [(r.n_tokens, r.gpu_us, model.us(r.bytes)) for r in rows]
