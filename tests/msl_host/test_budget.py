@@ -4,6 +4,7 @@ in a helper function, with barriers); loops that end are counted, never changed;
 within a second and the process goes on working."""
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -226,17 +227,24 @@ print("after", float(run(False).sum()), flush=True)
 """
 
 
+def line_within(stream, seconds: float) -> str:
+    """The child's next line, or "" if none comes within `seconds`: a child that ignores SIGINT fails the test
+    instead of hanging it."""
+    ready, _, _ = select.select([stream], [], [], seconds)
+    return stream.readline() if ready else ""
+
+
 def test_sigint_stops_a_launch_within_a_second_and_the_process_goes_on():
     """A child process spins in a kernel (a budget it would take years to spend) and gets SIGINT."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(host.__file__).parents[1]), *sys.path]))
     child = subprocess.Popen([sys.executable, "-c", INTERRUPT_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=env)
     try:
-        assert child.stdout.readline() == "spinning\n"
+        assert line_within(child.stdout, 120) == "spinning\n"
         time.sleep(0.5)  # well into the launch
         child.send_signal(signal.SIGINT)
         sent = time.perf_counter()
-        first = child.stdout.readline()
+        first = line_within(child.stdout, 10)
         stopped_after = time.perf_counter() - sent
         rest, err = child.communicate(timeout=60)
     finally:
