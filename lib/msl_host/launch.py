@@ -165,14 +165,26 @@ def run(library: ctypes.CDLL, signature: Signature, kernel: Definition, inputs: 
     fault = FaultRecord()
     interruptible = threading.current_thread() is threading.main_thread()
     options = (ctypes.c_int64 * 2)(kernel.work_budget, interruptible)
-    status = getattr(library, ENTRY_NAME)(pointers, extents, (ctypes.c_uint * 3)(*grid),
-                                          (ctypes.c_uint * 3)(*threadgroup), ctypes.byref(fault), options)
+    args = (pointers, extents, (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*threadgroup), ctypes.byref(fault),
+            options)
+    status = interruptible_launch(library, args) if interruptible else getattr(library, ENTRY_NAME)(*args)
     if status == INTERRUPTED:
         signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt, unless replaced
         raise KeyboardInterrupt(f"kernel `{kernel.name}` interrupted")
     if status != 0:
         raise kernel_fault(kernel.name, fault)
     return [from_numpy(o, d) for o, d in zip(outputs, output_dtypes)]
+
+
+def interruptible_launch(library: ctypes.CDLL, args: tuple) -> int:
+    """Launch with the library's SIGINT flag in place. A SIGINT that came before it was installed has reached
+    Python's handler instead: pthread_sigmask runs the pending handlers, so it raises here, before the launch."""
+    try:
+        getattr(library, ENTRY_NAME + "_sigint_begin")()
+        signal.pthread_sigmask(signal.SIG_BLOCK, ())  # blocks nothing; runs Python's pending signal handlers
+        return getattr(library, ENTRY_NAME)(*args)
+    finally:
+        getattr(library, ENTRY_NAME + "_sigint_end")()
 
 
 def position(values: ctypes.Array) -> tuple[int, int, int]:

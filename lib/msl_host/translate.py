@@ -70,7 +70,12 @@ int file_rank(const char* file) {{
 }}
 }}  // namespace msl
 
-// options: the work budget per thread, and whether SIGINT may stop the launch.
+// SIGINT sets a flag the threads look at, from begin to end (msl_sync.h).
+extern "C" __attribute__((visibility("default"))) void {entry}_sigint_begin() {{ ::msl::sigint_begin(); }}
+extern "C" __attribute__((visibility("default"))) void {entry}_sigint_end() {{ ::msl::sigint_end(); }}
+
+// options: the work budget per thread, and whether SIGINT may stop the launch
+// (then called between {entry}_sigint_begin and _end).
 // Returns 0, 1 after a fault, 2 when SIGINT arrived.
 extern "C" __attribute__((visibility("default"))) int {entry}(
     void* const* buffers, const int64_t* extents, const unsigned* grid, const unsigned* group_size,
@@ -88,11 +93,7 @@ extern "C" __attribute__((visibility("default"))) int {entry}(
         {arguments},
         grant, t.work);
   }};
-  int status;
-  {{
-    ::msl::sigint_scope sigint(interruptible);
-    status = ::msl::run_grid<{fibers}, {slots}>(G, regions, {nbuffers}, fault, budget, interruptible, body);
-  }}
+  const int status = ::msl::run_grid<{fibers}, {slots}>(G, regions, {nbuffers}, fault, budget, interruptible, body);
   const bool stopped = ::msl::interrupted || fault->kind == ::msl::fault_interrupted;
   return interruptible && stopped ? 2 : status;
 }}

@@ -195,10 +195,13 @@ def test_loops_that_end_keep_their_meaning():
     np.testing.assert_allclose(np.asarray(out), want, rtol=1e-6)
 
 
-INTERRUPT_CHILD = """
-import sys, time
+# A child process's kernel: with SPIN, its loop never ends and a budget of 2**61 units would take years to spend.
+# Both instances are compiled before the test begins (the spinning one stops at once with a budget of 1,000).
+CHILD_SETUP = """
+import os, signal
 import mlx.core as mx
 import msl_host as host
+from msl_host import build, translate
 
 source = '''
     uint i = thread_position_in_grid.x;
@@ -208,22 +211,48 @@ source = '''
     }
     out[i] = acc;
 '''
-k = host.metal_kernel("spin_interrupt", ["inp"], ["out"], source, work_budget=2**61)
 x = mx.ones((64,))
 
-def run(spin):
+def run(spin, budget=2**61):
+    k = host.metal_kernel("spin_interrupt", ["inp"], ["out"], source, work_budget=budget)
     (out,) = k(inputs=[x], template=[("SPIN", spin)], grid=(64, 1, 1), threadgroup=(32, 1, 1),
                output_shapes=[(64,)], output_dtypes=[mx.float32])
     return out
 
-run(False)  # compiled
-print("spinning", flush=True)
 try:
-    run(True)
-    print("not interrupted", flush=True)
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
+    run(True, budget=1000)
+except host.KernelFault:
+    pass
+run(False)
+
+def spin_and_report():
+    try:
+        run(True)
+        print("not interrupted", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+INTERRUPT_CHILD = CHILD_SETUP + """
+print("spinning", flush=True)
+spin_and_report()
 print("after", float(run(False).sum()), flush=True)
+"""
+
+# SIGINT sent just after the launch's handler is in place, before the kernel starts: the launch must not forget it;
+# then Python's own handler is back.
+SIGINT_AT_BEGIN_CHILD = CHILD_SETUP + """
+begin_name = translate.ENTRY_NAME + "_sigint_begin"
+for library in build._libraries.values():
+    begin = getattr(library, begin_name)
+    setattr(library, begin_name, lambda begin=begin: (begin(), os.kill(os.getpid(), signal.SIGINT)))
+spin_and_report()
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    print("SIGINT ignored after the launch", flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt after the launch", flush=True)
 """
 
 
@@ -252,3 +281,10 @@ def test_sigint_stops_a_launch_within_a_second_and_the_process_goes_on():
     assert first == "interrupted\n", (first, rest, err)
     assert stopped_after < 1.0
     assert rest == "after 256.0\n" and child.returncode == 0  # 64 threads, 4 iterations of 1.0 each
+
+def test_sigint_just_before_the_kernel_starts_stops_it_and_python_gets_sigint_back():
+    """The SIGINT comes between the handler's installation and the kernel's first thread."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(host.__file__).parents[1]), *sys.path]))
+    done = subprocess.run([sys.executable, "-c", SIGINT_AT_BEGIN_CHILD], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.stdout == "interrupted\nKeyboardInterrupt after the launch\n", (done.stdout, done.stderr)

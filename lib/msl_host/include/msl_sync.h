@@ -341,26 +341,28 @@ inline void charge_wait(fiber* f, const site& where) {
 
 // While a launch that may be interrupted runs, SIGINT only sets `interrupted`
 // (the threads stop at their next check; Python then raises the signal again
-// for its own handler). Left alone where SIGINT is ignored or kills the process.
-struct sigint_scope {
-  struct sigaction saved;
-  bool installed = false;
-  explicit sigint_scope(bool interruptible) {
-    if (!interruptible) return;
-    interrupted = 0;
-    if (sigaction(SIGINT, nullptr, &saved) != 0) return;
-    if (!(saved.sa_flags & SA_SIGINFO) && (saved.sa_handler == SIG_DFL || saved.sa_handler == SIG_IGN)) return;
-    struct sigaction ours = {};
-    ours.sa_handler = [](int) { interrupted = 1; };
-    sigemptyset(&ours.sa_mask);
-    installed = sigaction(SIGINT, &ours, nullptr) == 0;
-  }
-  ~sigint_scope() {
-    if (installed) sigaction(SIGINT, &saved, nullptr);
-  }
-  sigint_scope(const sigint_scope&) = delete;
-  sigint_scope& operator=(const sigint_scope&) = delete;
-};
+// for its own handler). Python calls sigint_begin before it runs the handlers of
+// signals that came earlier and launches, and sigint_end after, so no SIGINT
+// falls between its own last check and the launch. Left alone where SIGINT is
+// ignored or kills the process.
+inline struct sigaction sigint_saved;
+inline bool sigint_installed = false;
+
+inline void sigint_begin() {
+  interrupted = 0;
+  if (sigint_installed || sigaction(SIGINT, nullptr, &sigint_saved) != 0) return;
+  const bool plain = !(sigint_saved.sa_flags & SA_SIGINFO);
+  if (plain && (sigint_saved.sa_handler == SIG_DFL || sigint_saved.sa_handler == SIG_IGN)) return;
+  struct sigaction ours = {};
+  ours.sa_handler = [](int) { interrupted = 1; };
+  sigemptyset(&ours.sa_mask);
+  sigint_installed = sigaction(SIGINT, &ours, nullptr) == 0;
+}
+
+inline void sigint_end() {
+  if (sigint_installed) sigaction(SIGINT, &sigint_saved, nullptr);
+  sigint_installed = false;
+}
 
 constexpr size_t fiber_stack_bytes = size_t(256) << 10;
 constexpr size_t page_bytes = 4096;
