@@ -1,6 +1,7 @@
 """The pointer chase behind the latency measurement: one cycle over every line, followed exactly by the kernel."""
 from __future__ import annotations
 
+import mlx.core as mx
 import numpy as np
 import pytest
 
@@ -25,10 +26,23 @@ def test_footprint_too_small():
         latency.chase_chain(128)
 
 
-@pytest.mark.skipif("host" not in available_backends(), reason="needs a C++ compiler for the host backend")
+HOST = pytest.mark.skipif("host" not in available_backends(), reason="needs a C++ compiler for the host backend")
+
+
+@HOST
 @pytest.mark.parametrize("steps", [1, 7, 300])
 def test_kernel_follows_the_chain(steps):
-    """chase.metal ends where NumPy's walk ends (the host backend runs the same Metal source)."""
+    """chase.metal ends where NumPy's walk from the same start ends (the host backend runs the same Metal
+    source)."""
     chain = latency.chase_chain(16 << 10, seed=steps)
-    out = latency.chase(latency.on_device(chain), steps, "host")
-    assert int(np.array(out)[0]) == latency.end_of_chain(chain, steps)
+    start = int(chain[0])
+    out = latency.chase(latency.on_device(chain), mx.array([start], dtype=mx.uint32), steps, "host")
+    assert int(np.array(out)[0]) == latency.end_of_chain(chain, steps, start)
+
+
+@HOST
+def test_chained_launches_go_on_where_the_last_ended():
+    """Three launches of 50 loads end where one walk of 150 loads ends: no launch starts the chain again."""
+    chain = latency.chase_chain(16 << 10, seed=5)
+    out = latency.walk(latency.on_device(chain), mx.array([0], dtype=mx.uint32), 50, 3, "host")
+    assert int(np.array(out)[0]) == latency.end_of_chain(chain, 150)

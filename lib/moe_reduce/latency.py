@@ -1,6 +1,9 @@
 """How long one load waits for memory, measured by pointer chasing (shaders/chase.metal): one thread follows a
-random cycle through an array, so each load starts only when the one before returns. Over a few footprints the
-latency steps from the L2 to DRAM; lesson 05 uses it in Little's law (bytes in flight = bandwidth × latency)."""
+random cycle through an array, so each load starts only when the one before returns. Each launch starts where the
+last ended, so a chain longer than the lines all launches read meets every line for the first time, in DRAM once
+its footprint is well over the L2 cache; lesson 05 uses it in Little's law (bytes in flight = bandwidth ×
+latency).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,33 +52,50 @@ def on_device(chain: np.ndarray) -> mx.array:
     return a
 
 
-def chase(chain: mx.array, steps: int, backend: str) -> mx.array:
-    """One launch of chase.metal over `chain`: the index reached after `steps` loads, as a 1-element array."""
-    kernel = compile_shader("chase.metal", ("next",), backend)
-    return kernel(inputs=[chain], template=[("STEPS", steps)], grid=(1, 1, 1), threadgroup=(1, 1, 1),
+def chase(chain: mx.array, start: mx.array, steps: int, backend: str) -> mx.array:
+    """One launch of chase.metal over `chain` from the index in `start`: the index reached after `steps` loads,
+    as a 1-element array."""
+    kernel = compile_shader("chase.metal", ("next", "start"), backend)
+    return kernel(inputs=[chain, start], template=[("STEPS", steps)], grid=(1, 1, 1), threadgroup=(1, 1, 1),
                   output_shapes=[(1,)], output_dtypes=[mx.uint32])[0]
 
 
-def end_of_chain(chain: np.ndarray, steps: int) -> int:
-    """Where the chain is after `steps` loads from element 0, followed in NumPy (the check of `chase`)."""
-    j = 0
+def walk(chain: mx.array, start: mx.array, steps: int, launches: int, backend: str) -> mx.array:
+    """`launches` chase launches, each from where the last ended (lazy); the index the last one reached."""
+    for _ in range(launches):
+        start = chase(chain, start, steps, backend)
+    return start
+
+
+def end_of_chain(chain: np.ndarray, steps: int, start: int = 0) -> int:
+    """Where the chain is after `steps` loads from element `start`, followed in NumPy (the check of `chase`)."""
+    j = start
     for _ in range(steps):
         j = int(chain[j])
     return j
 
 
-def kernel_us(chain: mx.array, steps: int, backend: str, repeats: int) -> float:
-    """Median GPU µs of `repeats` chase launches (CUPTI; RuntimeError without it)."""
-    def run() -> None:
-        outs = [chase(chain, steps, backend) for _ in range(repeats)]
-        sync_mlx(outs)
+def kernel_us(chain: mx.array, start: mx.array, steps: int, backend: str, repeats: int) -> tuple[float, mx.array]:
+    """Median GPU µs of `repeats` chained chase launches (CUPTI; RuntimeError without it), and where they ended."""
+    ended = []
 
-    run()  # compile and warm the TLB outside the profile
+    def run() -> None:
+        ended.append(walk(chain, ended[-1] if ended else start, steps, repeats, backend))
+        sync_mlx(ended[-1])
+
+    run()  # compile outside the profile
     acts = device_activities(run)
     if acts is None:
         raise RuntimeError("latency needs GPU time (torch with CUDA for CUPTI)")
     times = sorted(us for name, us in acts if "chase" in name)
-    return times[len(times) // 2]
+    return times[len(times) // 2], ended[-1]
+
+
+def flush_l2(megabytes: int = 256) -> None:
+    """Write and free an array larger than any L2 cache, so the chain's own writing (on_device) leaves none of it
+    cached."""
+    mx.eval(mx.zeros((megabytes << 18,), mx.float32) + 1)
+    mx.clear_cache()
 
 
 def measure(backend: str, footprints: tuple[int, ...] = FOOTPRINTS, repeats: int = 5) -> list[Latency]:
@@ -83,7 +103,10 @@ def measure(backend: str, footprints: tuple[int, ...] = FOOTPRINTS, repeats: int
     found = []
     for size in footprints:
         chain = on_device(chase_chain(size))
-        short, long = (kernel_us(chain, s, backend, repeats) for s in STEPS)
+        flush_l2()
+        position = mx.array([0], dtype=mx.uint32)
+        short, position = kernel_us(chain, position, STEPS[0], backend, repeats)
+        long, position = kernel_us(chain, position, STEPS[1], backend, repeats)
         found.append(Latency(size, (long - short) * 1e3 / (STEPS[1] - STEPS[0]), short, long))
         del chain
         mx.clear_cache()
