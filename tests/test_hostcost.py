@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 import numpy as np
+import pytest
 
 from moe_reduce import hostcost
 from moe_reduce.check import rel_error
@@ -25,15 +26,17 @@ def test_per_call_chains_and_counts():
 def test_every_case_runs_and_is_summarised():
     """Each case runs (on whatever backend is here) and gets a median, min and max."""
     runs = hostcost.measure(repeats=2, calls=4, group=2)
-    assert set(runs) == {"moe_weighted_reduce", "empty kernel, 5 inputs", "empty kernel, 1 input", "mx.add", "x*w+y"}
+    assert set(runs) == {"moe_weighted_reduce", "compiled call, no wrapper", "empty kernel, 5 inputs",
+                         "empty kernel, 1 input", "mx.add", "x*w+y"}
     table = hostcost.summary(runs)
     for name, row in table.items():
         assert row["min"] <= row["median"] <= row["max"] and len(runs[name]) == 2, name
 
 
-def test_our_case_computes_the_combine():
-    """The first case is the real kernel: one step equals the oracle with the residual it was given."""
+@pytest.mark.parametrize("case", ["moe_weighted_reduce", "compiled call, no wrapper"])
+def test_our_cases_compute_the_combine(case):
+    """Our two cases are the real kernel: one step equals the oracle with the residual it was given."""
     args = make_inputs(1, 257, 3, seed=11)
-    step, first = hostcost.cases(args.mlx())["moe_weighted_reduce"]
+    step, first = hostcost.cases(args.mlx())[case]
     out = np.array(step(first))
     assert rel_error(out, reference_f64(*args)) < 1e-6

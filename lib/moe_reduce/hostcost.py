@@ -4,6 +4,7 @@ the device every `group` calls by mx.async_eval, then one sync; wall time per ca
 are our API, empty custom kernels (one input; the combine's five inputs and its output) and built-in ops."""
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from typing import Callable
@@ -50,17 +51,22 @@ def empty_kernel(inputs: tuple[str, ...], shape: tuple[int, ...], threads: int, 
 
 def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.array]]:
     """Each case's step and first input for one set of combine arguments (MLX arrays): our API
-    (moe_weighted_reduce, chained on the residual), empty kernels with 1 and with the combine's 5 inputs (through
+    (moe_weighted_reduce, chained on the residual), its compiled call alone, empty kernels with 1 and with the combine's 5 inputs (through
     mx.compile, as our API), mx.add and x*w+y."""
     backend = pick_backend(backend)
     h = a.y_expert.shape[-1]
     five = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
     one = empty_kernel(("x",), (1,), 1, backend, compiled=True)
+    # the API's mx.compile'd call without the Python before it (kwargs, the type check, the cache lookup); on the
+    # host backend, which has no compiled call, the API itself
+    bare = kernels.compiled_launch(backend, "auto", None) or functools.partial(kernels.moe_weighted_reduce,
+                                                                             backend=backend)
     x1 = mx.zeros((1,))
     w = mx.full((1, h), 0.5)
     mx.eval(x1, w)
     return {
         "moe_weighted_reduce": (lambda r: kernels.moe_weighted_reduce(*a[:4], r, backend=backend), a.residual),
+        "compiled call, no wrapper": (lambda r: bare(*a[:4], r), a.residual),
         "empty kernel, 5 inputs": (lambda r: five(*a[:4], r), a.residual),
         "empty kernel, 1 input": (lambda x: one(x), x1),
         "mx.add": (lambda r: mx.add(r, a.y_shared), a.residual),
@@ -69,8 +75,8 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
 
 
 def measure(repeats: int = 7, calls: int = 640, group: int = 64, backend: str = "auto") -> dict[str, list[float]]:
-    """µs per call of every case at one token (h 2048, top_k 8, float32), `repeats` runs each, the cases interleaved so drift hits them alike; one
-    untimed run of each first (compilation, allocation)."""
+    """µs per call of every case at one token (h 2048, top_k 8, float32), `repeats` runs each, the cases
+    interleaved so drift hits them alike; one untimed run of each first (compilation, allocation)."""
     found = cases(prepare_mlx(make_inputs(1, 2048, 8), "float32"), backend)
     for step, first in found.values():
         per_call_us(step, first, group, group)
