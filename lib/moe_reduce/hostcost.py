@@ -51,8 +51,8 @@ def empty_kernel(inputs: tuple[str, ...], shape: tuple[int, ...], threads: int, 
 
 def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.array]]:
     """Each case's step and first input for one set of combine arguments (MLX arrays): our API
-    (moe_weighted_reduce, chained on the residual), its compiled call alone, empty kernels with 1 and with the combine's 5 inputs (through
-    mx.compile, as our API), mx.add and x*w+y."""
+    (moe_weighted_reduce, chained on the residual), its compiled call alone, empty kernels with 1 and with the
+    combine's 5 inputs (through mx.compile, as our API), mx.add and x*w+y."""
     backend = pick_backend(backend)
     h = a.y_expert.shape[-1]
     five = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)

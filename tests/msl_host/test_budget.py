@@ -256,6 +256,11 @@ except KeyboardInterrupt:
 """
 
 
+def child_env() -> dict[str, str]:
+    """This environment, with msl_host and this process's path importable in a child Python."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(host.__file__).parents[1]), *sys.path]))
+
+
 def line_within(stream, seconds: float) -> str:
     """The child's next line, or "" if none comes within `seconds`: a child that ignores SIGINT fails the test
     instead of hanging it."""
@@ -265,9 +270,8 @@ def line_within(stream, seconds: float) -> str:
 
 def test_sigint_stops_a_launch_within_a_second_and_the_process_goes_on():
     """A child process spins in a kernel (a budget it would take years to spend) and gets SIGINT."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(host.__file__).parents[1]), *sys.path]))
     child = subprocess.Popen([sys.executable, "-c", INTERRUPT_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
+                             text=True, env=child_env())
     try:
         assert line_within(child.stdout, 120) == "spinning\n"
         time.sleep(0.5)  # well into the launch
@@ -282,9 +286,9 @@ def test_sigint_stops_a_launch_within_a_second_and_the_process_goes_on():
     assert stopped_after < 1.0
     assert rest == "after 256.0\n" and child.returncode == 0  # 64 threads, 4 iterations of 1.0 each
 
+
 def test_sigint_just_before_the_kernel_starts_stops_it_and_python_gets_sigint_back():
     """The SIGINT comes between the handler's installation and the kernel's first thread."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(host.__file__).parents[1]), *sys.path]))
-    done = subprocess.run([sys.executable, "-c", SIGINT_AT_BEGIN_CHILD], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", SIGINT_AT_BEGIN_CHILD], capture_output=True, text=True,
+                          env=child_env(), timeout=120)
     assert done.stdout == "interrupted\nKeyboardInterrupt after the launch\n", (done.stdout, done.stderr)
