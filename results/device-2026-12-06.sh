@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU runs of 2026-12-06, from the repository root after `bash .device/setup.sh`; STEP arguments run in order:
+#   tune:      python -m moe_reduce tune (this card's launch table, installed here and kept for later calls)
+#   small:     python -m moe_reduce.smallcalls (empty kernels, one-token GPU time, host cost per call)
+#   bench-D:   python -m moe_reduce bench, dtype D, our kernels and Triton, tokens and hidden sweeps
+#   probes:    results/nvidia-h100-2026-12-05-probes/round1.py env latency host (pointer chase, host cost)
+#   fused:     python -m moe_reduce bench --op fused (combine + RMSNorm, four implementations)
+#   model:     python -m moe_reduce.model_bench (mlx-lm models with our kernels)
+#   repeat:    bench of kernel_auto, kernel_row, Triton, tokens sweep, both dtypes (a second measurement)
+#   gputests:  the kernel tests on the cuda backend
+# Each step's files and log are packed into $OUT/<step>.tgz when it ends (the device returns few files).
+# A table tuned by an earlier call on the same warm machine (bench-runs/state/, git-ignored) is installed first.
+set -u
+export PYTHONPATH=lib PYTHONUNBUFFERED=1
+STATE=bench-runs/state
+SHIP=lib/moe_reduce/launch_table.json
+declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=170 [bench-bfloat16]=170 [probes]=120 [fused]=160
+                  [model]=230 [repeat]=200 [gputests]=120)
+IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
+install_table() {  # merge this card's entries of the tuned table $1 into the shipped one
+    python3 -c "
+import json, sys
+new, table = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for key in ('cards', 'source', 'backend'):
+    table[key].update(new[key])
+open(sys.argv[2], 'w').write(json.dumps(table, indent=1) + '\n')
+print('installed', sys.argv[1], 'in', sys.argv[2])" "$1" "$SHIP"
+}
+run_step() {
+    case $1 in
+        tune) python3 -m moe_reduce tune --out "$OUT/tune" && mkdir -p $STATE \
+                  && cp "$OUT/tune/launch_table.json" $STATE/ && install_table $STATE/launch_table.json ;;
+        small) python3 -m moe_reduce.smallcalls --out "$OUT/small" ;;
+        bench-*) python3 -m moe_reduce bench --dtypes ${1#bench-} --impls $IMPLS --sweeps tokens,hidden \
+                     --out "$OUT/$1" --no-progress ;;
+        probes) mkdir -p "$OUT/probes" && OUT=$OUT/probes python3 results/nvidia-h100-2026-12-05-probes/round1.py env latency host ;;
+        fused) python3 -m moe_reduce bench --op fused --sweeps tokens --no-progress --out "$OUT/fused" ;;
+        model) python3 -m moe_reduce.model_bench --out "$OUT/model" --budget-s 200 ;;
+        repeat) python3 -m moe_reduce bench --dtypes float32,bfloat16 --impls kernel_auto,kernel_row,triton \
+                    --sweeps tokens --out "$OUT/repeat" --no-progress ;;
+        gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
+    esac
+}
+[ -f $STATE/launch_table.json ] && install_table $STATE/launch_table.json
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv
+for s in "$@"; do
+    mkdir -p "$OUT/logs"
+    start=$(date +%s)
+    timeout "${LIMIT[$s]}" bash -c "$(declare -f run_step install_table); STATE=$STATE SHIP=$SHIP OUT=$OUT \
+        IMPLS=$IMPLS run_step $s" > "$OUT/logs/$s.txt" 2>&1
+    echo "step $s: exit $?, $(( $(date +%s) - start )) s" | tee -a "$OUT/logs/$s.txt"
+    tail -5 "$OUT/logs/$s.txt"
+    (cd "$OUT" && tar czf "$s.tgz" --remove-files $(ls -d $s* logs | grep -v '\.tgz$') && mkdir -p logs)
+done
