@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from moe_reduce import kernels
-from moe_reduce.backends import available_backends
+from moe_reduce.backends import SHADERS, available_backends, make_kernel, read_source, without_comments
 from moe_reduce.check import rel_error, tolerance
 from moe_reduce.inputs import make_inputs, model_inputs
 from moe_reduce.reference import reference_f64
+from moe_reduce.validate import validate
 
 BACKENDS = list(available_backends())
 VARIANTS = list(kernels.VARIANTS)
@@ -196,3 +197,24 @@ def test_choose_variant_falls_back_where_rows_cannot_be_cast(variant, dtype, n_t
                                             return_info=True)
     assert info.variant == runs
     assert rel_error(out, reference_f64(*x.mlx(dtype))) < tolerance(dtype)
+
+
+@pytest.mark.parametrize("file", sorted(p.name for p in SHADERS.iterdir() if p.name.endswith((".metal", ".cuh"))))
+def test_sources_without_comments_keep_the_code_line_for_line(file):
+    """What the cuda backend compiles: the same lines, no comment left, the same code tokens on each line."""
+    text = read_source(file)
+    short = without_comments(text)
+    assert "//" not in short and len(short) < len(text)
+    assert short.count("\n") == text.count("\n")
+    for line, kept in zip(text.splitlines(), short.splitlines()):
+        assert kept.split() == line.split("//", 1)[0].split()
+
+
+def test_a_body_without_comments_computes_the_same():
+    """The row variant compiled from its comment-free text (on the host runner) still matches the oracle."""
+    args = make_inputs(3, 257, 8, seed=5)
+    body = without_comments(read_source("moe_weighted_reduce_row.metal"))
+    kernel = make_kernel("row_no_comments", body, kernels.INPUT_NAMES, "host")
+    p = validate(*args.mlx())
+    out = kernels.dispatch(kernel, kernels.launch_config("row", p, 256), p, args.mlx(), NAN)
+    assert rel_error(np.array(out), reference_f64(*args)) < 1e-6

