@@ -207,7 +207,10 @@ def test_sources_without_comments_keep_the_code_line_for_line(file):
     assert "//" not in short and len(short) < len(text)
     assert short.count("\n") == text.count("\n")
     for line, kept in zip(text.splitlines(), short.splitlines()):
-        assert kept.split() == line.split("//", 1)[0].split()
+        code, _, comment = line.partition("//")
+        assert kept.split() == code.split()
+        # what makes the cut change what a compiler sees: a // inside a string, a comment continued by a backslash
+        assert code.count('"') % 2 == 0 and not comment.rstrip().endswith("\\"), line
 
 
 def test_a_body_without_comments_computes_the_same():
