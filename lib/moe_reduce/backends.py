@@ -55,7 +55,8 @@ def pick_backend(backend: str = "auto") -> str:
 def without_comments(text: str) -> str:
     """The text without // comments and the spaces around each line, line for line (so a compiler's line numbers
     still match the file). MLX's CUDA kernel hashes its whole source at every launch (custom_kernel.cpp,
-    MLX 0.32), so every byte cut is host time saved per call."""
+    MLX 0.32); std::hash took 0.67 µs for 4,300 bytes and 0.93 µs for 6,800 on our 2-core CPU (g++ -O2). What
+    the cut saves per call on a GPU host is not yet measured (hostcost's longer-source case will show it)."""
     return "\n".join(line.split("//", 1)[0].strip() for line in text.splitlines()) + "\n"
 
 
