@@ -13,23 +13,13 @@
 set -u
 export PYTHONPATH=lib PYTHONUNBUFFERED=1
 STATE=bench-runs/state
-SHIP=lib/moe_reduce/launch_table.json
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=170 [bench-bfloat16]=170 [probes]=120 [fused]=160
                   [model]=230 [repeat]=200 [gputests]=120)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
-install_table() {  # merge this card's entries of the tuned table $1 into the shipped one
-    python3 -c "
-import json, sys
-new, table = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-for key in ('cards', 'source', 'backend'):
-    table[key].update(new[key])
-open(sys.argv[2], 'w').write(json.dumps(table, indent=1) + '\n')
-print('installed', sys.argv[1], 'in', sys.argv[2])" "$1" "$SHIP"
-}
 run_step() {
     case $1 in
         tune) python3 -m moe_reduce tune --out "$OUT/tune" && mkdir -p $STATE \
-                  && cp "$OUT/tune/launch_table.json" $STATE/ && install_table $STATE/launch_table.json ;;
+                  && cp "$OUT/tune/launch_table.json" $STATE/ && python3 -m moe_reduce.launch_table $STATE/launch_table.json ;;
         small) python3 -m moe_reduce.smallcalls --out "$OUT/small" ;;
         bench-*) python3 -m moe_reduce bench --dtypes ${1#bench-} --impls $IMPLS --sweeps tokens,hidden \
                      --out "$OUT/$1" --no-progress ;;
@@ -41,12 +31,12 @@ run_step() {
         gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
     esac
 }
-[ -f $STATE/launch_table.json ] && install_table $STATE/launch_table.json
+[ -f $STATE/launch_table.json ] && python3 -m moe_reduce.launch_table $STATE/launch_table.json
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv
 for s in "$@"; do
     mkdir -p "$OUT/logs"
     start=$(date +%s)
-    timeout "${LIMIT[$s]}" bash -c "$(declare -f run_step install_table); STATE=$STATE SHIP=$SHIP OUT=$OUT \
+    timeout "${LIMIT[$s]}" bash -c "$(declare -f run_step); STATE=$STATE OUT=$OUT \
         IMPLS=$IMPLS run_step $s" > "$OUT/logs/$s.txt" 2>&1
     echo "step $s: exit $?, $(( $(date +%s) - start )) s" | tee -a "$OUT/logs/$s.txt"
     tail -5 "$OUT/logs/$s.txt"

@@ -44,3 +44,14 @@ def test_shipped_table_names_real_variants_and_sizes():
 def test_auto_reports_what_it_chose():
     _, info = kernels.moe_weighted_reduce(*make_inputs(2, 64, 4, seed=2).mlx(), backend="host", return_info=True)
     assert info.variant == "vec_k" and info.threadgroup == (32, 1, 1) and info.chosen_by.startswith("rule:")
+
+
+def test_a_tuned_card_replaces_its_entries_and_keeps_the_others():
+    shipped = {**TABLE, "source": {"H200": "old run"}}
+    tuned = {"cards": {"H100": [TABLE["cards"]["H200"][0]]}, "source": {"H100": "new run"}, "backend": {"H100": "cuda"}}
+    both = launch_table.merged(shipped, tuned)
+    assert both["cards"] == {**TABLE["cards"], **tuned["cards"]} and both["source"] == {"H200": "old run",
+                                                                                        "H100": "new run"}
+    again = launch_table.merged(both, {**tuned, "cards": {"H100": []}})
+    assert again["cards"]["H100"] == [] and again["cards"]["H200"] == TABLE["cards"]["H200"]
+    assert shipped["cards"].keys() == {"H200"}  # the inputs are not changed

@@ -1,13 +1,16 @@
 """variant="auto": which kernel variant and threadgroup size to launch for a shape, from a table measured on
 the GPU host (`python -m moe_reduce tune`, shipped as launch_table.json beside this file), with a stated
-rule where the table has no entry."""
+rule where the table has no entry. `python -m moe_reduce.launch_table TUNED.json` puts the cards of a table that
+`tune` wrote into the shipped one (other cards kept)."""
 from __future__ import annotations
 
 import functools
 import json
 import math
+import sys
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 TABLE_FILE = "launch_table.json"
 DEFAULT_THREADS = 256  # threadgroup size when a variant is named and no size is given
@@ -59,3 +62,23 @@ def choose(backend: str, device: str | None, dtype: str, n_tokens: int, h: int, 
     e = min(entries, key=lambda e: distance(e, n_tokens, h, top_k))
     return Choice(e["variant"], e["threads"],
                   f"table: {note} {dtype} n_tokens={e['n_tokens']} h={e['h']} top_k={e['top_k']}")
+
+
+def merged(shipped: dict, tuned: dict) -> dict:
+    """The shipped table with each card of the tuned one put in or replaced (entries, source, backend)."""
+    return {**shipped, **{key: {**shipped.get(key, {}), **tuned[key]} for key in ("cards", "source", "backend")}}
+
+
+def install(tuned_file: Path) -> Path:
+    """Merge a tuned table file into the shipped launch_table.json (in a checkout); return its path."""
+    shipped = Path(__file__).with_name(TABLE_FILE)
+    table = merged(json.loads(shipped.read_text()), json.loads(tuned_file.read_text()))
+    shipped.write_text(json.dumps(table, indent=1) + "\n")
+    load_table.cache_clear()
+    return shipped
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m moe_reduce.launch_table TUNED.json (a launch_table.json written by `tune`)")
+    print(f"installed the cards of {sys.argv[1]} in {install(Path(sys.argv[1]))}")

@@ -1,7 +1,8 @@
 """Measure the launch table behind variant="auto": the GPU time per call of every kernel variant at several
 threadgroup sizes, over the sweep's sizes, repeated; per size the fastest choice, or the simplest one within
-the noise of the fastest. `python -m moe_reduce tune --out DIR` writes tune.csv and launch_table.json (copy
-the latter over lib/moe_reduce/launch_table.json to ship it). Needs a GPU and torch (for CUPTI)."""
+the noise of the fastest. `python -m moe_reduce tune --out DIR` writes tune.csv and launch_table.json
+(`python -m moe_reduce.launch_table DIR/launch_table.json` merges the latter into the shipped table). Needs a GPU
+and torch (for CUPTI)."""
 from __future__ import annotations
 
 import csv
