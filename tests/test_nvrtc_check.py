@@ -1,0 +1,25 @@
+"""nvrtc_check: the kernel text it hands NVRTC is the one MLX's CUDA custom kernel generates."""
+from __future__ import annotations
+
+from moe_reduce import kernels, nvrtc_check
+from moe_reduce.arrays import to_mlx_dtype
+
+
+def test_generated_source_has_mlx_signature_and_constants():
+    body = "uint H = y_expert_shape[1];\nout[0] = x[0];"
+    text = nvrtc_check.generated_source("k", "// ours\n", body, [("y_expert", "bfloat16"), ("x", "float32")],
+                                        [("out", "float32")], [("T", to_mlx_dtype("bfloat16")),
+                                                               ("TOP_K", 8), ("HAS_SHARED", False)])
+    assert text.startswith(nvrtc_check.DEFAULT_HEADER + "// ours\nnamespace mlx::core::cu {")
+    assert ("__global__ void k(\n    const __nv_bfloat16* y_expert,\n"
+            "    const __grid_constant__ Shape y_expert_shape,\n    const float* x,\n    float* out) {\n"
+            "  using T = __nv_bfloat16;\n  constexpr int TOP_K = 8;\n  constexpr bool HAS_SHARED = false;\n\n"
+            + body + "\n}\n\n} // namespace mlx::core::cu\n") in text
+
+
+def test_units_cover_every_variant_both_dtypes_and_the_fused_kernel():
+    labels = [u.label for u in nvrtc_check.units()]
+    assert len(labels) == len(set(labels)) == len(kernels.VARIANTS) * 2 * 16 + 8
+    assert {label.split()[0] for label in labels} == set(kernels.VARIANTS) | {"fused"}
+    assert all("//" not in u.source.split("namespace mlx::core::cu", 1)[1].replace("} // namespace mlx::core::cu", "")
+               for u in nvrtc_check.units())
