@@ -28,9 +28,11 @@ def per_call(folder: Path = PROBES) -> dict[str, dict[str, float]]:
 
 
 def empty_kernels(folder: Path = PROBES) -> list[tuple[str, float, int]]:
-    """(case, CUPTI µs, sets) of empty.json then nographs.json."""
+    """(case, CUPTI µs, sets) of empty.json then nographs.json. The 2026-12-05 run called the suite's empty kernel
+    "the suite's floor"; kernels run below it (without graphs), so it is shown by what it is."""
     both = load_json("empty.json", folder) | load_json("nographs.json", folder)
-    return [(case, float(us), int(sets)) for case, (us, sets) in both.items()]
+    return [(case.replace("the suite's floor", "the suite's empty kernel"), float(us), int(sets))
+            for case, (us, sets) in both.items()]
 
 
 def candidates(folder: Path = PROBES) -> list[dict[str, Any]]:
