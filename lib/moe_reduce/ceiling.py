@@ -3,7 +3,7 @@
 The ceiling is the best rate of several pure-traffic kernels (bytes read + written per second): a copy, a
 read-only pass, and `mix`, which reads 10 rows for every row it writes with 16-byte accesses, as the
 combine does at top_k = 8. Each is measured in wall time and, where CUPTI is available, in GPU time (the
-ceiling for GPU-time rows). The floor is an empty kernel launched the way our kernels are; its GPU time, and
+ceiling for GPU-time rows). An empty kernel is launched the way our kernels are; its GPU time, and
 a Triton empty kernel's, are the launch costs the small-call comparison sets aside (empty_gpu_us)."""
 from __future__ import annotations
 

@@ -198,16 +198,16 @@ def log_axis(axis) -> None:
 @styled
 def latency_figure(run: Run, dtype: str) -> Figure:
     """(d) Time per call at decode sizes (n_tokens ≤ 64); on a GPU, against an empty kernel launched the same
-    way (on the CPU-only host path there is no such floor: MLX's own ops run faster than its per-call cost)."""
+    way (not drawn on the CPU-only host path, where MLX's own ops run faster than that per-call cost)."""
     plan = run.meta["plan"]
     h, k = plan["tokens_h"], plan["top_ks"][0]
     rows = [r for r in run.select(dtype=dtype, h=h, top_k=k) if r.n_tokens <= DECODE_TOKENS]
     fig, (ax,) = panels(1, width=9.0, height=5.5)
     for impl in impls_in(rows):
         line(ax, [r for r in rows if r.impl == impl], "n_tokens", "median_us", impl, ("p20_us", "p80_us"))
-    floor = run.meta.get("empty_kernel_us")
-    if floor and on_gpu(run):
-        ax.axhline(floor, ls="--", lw=1.2, color="k", label=f"{run.meta['empty_kernel_label']}: {floor:.1f} µs")
+    empty = run.meta.get("empty_kernel_us")
+    if empty and on_gpu(run):
+        ax.axhline(empty, ls="--", lw=1.2, color="k", label=f"{run.meta['empty_kernel_label']}: {empty:.1f} µs")
     log2_x(ax)
     ax.set_yscale("log")
     log_axis(ax.yaxis)

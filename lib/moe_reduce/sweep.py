@@ -274,7 +274,7 @@ def measure_limits(s: Settings, processors: list[str], backend: str | None,
 
 
 def run_sweep(impls: dict[str, Impl], s: Settings, argv: Sequence[str] | None = None) -> Run:
-    """Measure the ceilings and the floor, then every (size, dtype, impl) of the plan; returns the Run."""
+    """Measure the ceilings and the empty kernel, then every (size, dtype, impl) of the plan; returns the Run."""
     started = time.perf_counter()
     backend = kernel_backend()
     names = {"cpu": cpu_name(), "gpu": gpu_name()}
