@@ -46,3 +46,10 @@ def test_chained_launches_go_on_where_the_last_ended():
     chain = latency.chase_chain(16 << 10, seed=5)
     out = latency.walk(latency.on_device(chain), mx.array([0], dtype=mx.uint32), 50, 3, "host")
     assert int(np.array(out)[0]) == latency.end_of_chain(chain, 150)
+
+
+def test_timed_loads_follow_the_untimed_ones():
+    """measure runs 5 untimed then 5 timed launches of 2,048 loads, then the same of 8,192."""
+    assert latency.timed_loads(0) == range(5 * 2048, 10 * 2048)
+    assert latency.timed_loads(1) == range(10 * 2048 + 5 * 8192, 10 * 2048 + 10 * 8192)
+    assert latency.timed_loads(0, repeats=1) == range(2048, 4096)

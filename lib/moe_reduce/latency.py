@@ -18,6 +18,7 @@ from .timing import sync_mlx
 LINE = 128  # bytes between the elements a chain visits: one load per cache line
 FOOTPRINTS = (1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30)  # bytes the chain spreads over
 STEPS = (2048, 8192)  # two chain lengths: the time difference over the step difference is one load's latency
+REPEATS = 5  # launches per timed set (kernel_us runs as many untimed first)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,14 @@ def flush_l2(megabytes: int = 256) -> None:
     mx.clear_cache()
 
 
-def measure(backend: str, footprints: tuple[int, ...] = FOOTPRINTS, repeats: int = 5) -> list[Latency]:
+def timed_loads(chain: int, repeats: int = REPEATS) -> range:
+    """Which loads since the flush (counted along the cycle) measure's timed launches of chain length STEPS[chain]
+    make: each kernel_us call first runs `repeats` launches untimed, then `repeats` timed."""
+    start = sum(2 * repeats * s for s in STEPS[:chain]) + repeats * STEPS[chain]
+    return range(start, start + repeats * STEPS[chain])
+
+
+def measure(backend: str, footprints: tuple[int, ...] = FOOTPRINTS, repeats: int = REPEATS) -> list[Latency]:
     """Latency per load at each footprint: (long - short kernel time) / (long - short steps)."""
     found = []
     for size in footprints:
