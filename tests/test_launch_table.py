@@ -47,6 +47,7 @@ def test_auto_reports_what_it_chose():
 
 
 def test_a_tuned_card_replaces_its_entries_and_keeps_the_others():
+    """merged puts the tuned card in, replaces only that card's entries, and changes neither input."""
     shipped = {**TABLE, "source": {"H200": "old run"}}
     tuned = {"cards": {"H100": [TABLE["cards"]["H200"][0]]}, "source": {"H100": "new run"}, "backend": {"H100": "cuda"}}
     both = launch_table.merged(shipped, tuned)

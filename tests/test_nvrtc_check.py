@@ -6,6 +6,7 @@ from moe_reduce.arrays import to_mlx_dtype
 
 
 def test_generated_source_has_mlx_signature_and_constants():
+    """Inputs, a shape parameter only for the input whose shape the body names, outputs, then the constants."""
     body = "uint H = y_expert_shape[1];\nout[0] = x[0];"
     text = nvrtc_check.generated_source("k", "// ours\n", body, [("y_expert", "bfloat16"), ("x", "float32")],
                                         [("out", "float32")], [("T", to_mlx_dtype("bfloat16")),
@@ -15,11 +16,14 @@ def test_generated_source_has_mlx_signature_and_constants():
             "    const __grid_constant__ Shape y_expert_shape,\n    const float* x,\n    float* out) {\n"
             "  using T = __nv_bfloat16;\n  constexpr int TOP_K = 8;\n  constexpr bool HAS_SHARED = false;\n\n"
             + body + "\n}\n\n} // namespace mlx::core::cu\n") in text
+    assert ") {\n" + body in nvrtc_check.generated_source("k", "", body, [("x", "float32")], [("out", "float32")], [])
 
 
-def test_units_cover_every_variant_both_dtypes_and_the_fused_kernel():
+def test_units_cover_every_variant_every_dtype_pair_and_the_fused_kernel():
+    """16 template combinations per variant and dtype pair, 4 per pair for the fused kernel; comment-free bodies."""
     labels = [u.label for u in nvrtc_check.units()]
-    assert len(labels) == len(set(labels)) == len(kernels.VARIANTS) * 2 * 16 + 8
+    pairs = len(nvrtc_check.DTYPES)
+    assert len(labels) == len(set(labels)) == len(kernels.VARIANTS) * pairs * 16 + pairs * 4
     assert {label.split()[0] for label in labels} == set(kernels.VARIANTS) | {"fused"}
     assert all("//" not in u.source.split("namespace mlx::core::cu", 1)[1].replace("} // namespace mlx::core::cu", "")
                for u in nvrtc_check.units())

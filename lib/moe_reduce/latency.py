@@ -1,8 +1,7 @@
 """How long one load waits for memory, measured by pointer chasing (shaders/chase.metal): one thread follows a
 random cycle through an array, so each load starts only when the one before returns. Each launch starts where the
-last ended, so a chain longer than the lines all launches read meets every line for the first time, in DRAM once
-its footprint is well over the L2 cache; lesson 05 uses it in Little's law (bytes in flight = bandwidth ×
-latency).
+last ended, so after the L2 is flushed a load reads its line for the first time until the loads made outnumber the
+cycle's lines (`timed_loads` says which timed loads those are); lesson 05 part 6 compares the two kinds.
 """
 from __future__ import annotations
 
@@ -23,7 +22,8 @@ REPEATS = 5  # launches per timed set (kernel_us runs as many untimed first)
 
 @dataclass(frozen=True)
 class Latency:
-    """One footprint's latency per load in ns, and the kernel times it came from."""
+    """One footprint's latency per load in ns, (long - short) / step difference, and the kernel times it came from;
+    `ns` means something only where both chains' timed loads are first reads, or both re-reads."""
 
     footprint: int
     ns: float
@@ -99,15 +99,16 @@ def flush_l2(megabytes: int = 256) -> None:
     mx.clear_cache()
 
 
-def timed_loads(chain: int, repeats: int = REPEATS) -> range:
-    """Which loads since the flush (counted along the cycle) measure's timed launches of chain length STEPS[chain]
-    make: each kernel_us call first runs `repeats` launches untimed, then `repeats` timed."""
-    start = sum(2 * repeats * s for s in STEPS[:chain]) + repeats * STEPS[chain]
-    return range(start, start + repeats * STEPS[chain])
+def timed_loads(which: int, repeats: int = REPEATS) -> range:
+    """Which loads since the flush (counted along the cycle) measure's timed launches of length STEPS[which] make:
+    each kernel_us call first runs `repeats` launches untimed, then `repeats` timed."""
+    start = sum(2 * repeats * s for s in STEPS[:which]) + repeats * STEPS[which]
+    return range(start, start + repeats * STEPS[which])
 
 
 def measure(backend: str, footprints: tuple[int, ...] = FOOTPRINTS, repeats: int = REPEATS) -> list[Latency]:
-    """Latency per load at each footprint: (long - short kernel time) / (long - short steps)."""
+    """Latency per load at each footprint: (long - short kernel time) / (long - short steps), with both kernel
+    times (see Latency on when `ns` holds)."""
     found = []
     for size in footprints:
         chain = on_device(chase_chain(size))

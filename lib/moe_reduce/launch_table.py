@@ -66,19 +66,25 @@ def choose(backend: str, device: str | None, dtype: str, n_tokens: int, h: int, 
 
 def merged(shipped: dict, tuned: dict) -> dict:
     """The shipped table with each card of the tuned one put in or replaced (entries, source, backend)."""
-    return {**shipped, **{key: {**shipped.get(key, {}), **tuned[key]} for key in ("cards", "source", "backend")}}
+    return {**shipped, **{key: {**shipped.get(key, {}), **tuned.get(key, {})} for key in ("cards", "source", "backend")}}
 
 
 def install(tuned_file: Path) -> Path:
     """Merge a tuned table file into the shipped launch_table.json (in a checkout); return its path."""
     shipped = Path(__file__).with_name(TABLE_FILE)
-    table = merged(json.loads(shipped.read_text()), json.loads(tuned_file.read_text()))
+    table = merged(json.loads(shipped.read_text()) if shipped.is_file() else {"cards": {}},
+                   json.loads(tuned_file.read_text()))
     shipped.write_text(json.dumps(table, indent=1) + "\n")
     load_table.cache_clear()
     return shipped
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
+def main(argv: list[str]) -> None:
+    """`python -m moe_reduce.launch_table TUNED.json`: install, and say where."""
+    if len(argv) != 1:
         sys.exit("usage: python -m moe_reduce.launch_table TUNED.json (a launch_table.json written by `tune`)")
-    print(f"installed the cards of {sys.argv[1]} in {install(Path(sys.argv[1]))}")
+    print(f"installed the cards of {argv[0]} in {install(Path(argv[0]))}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,11 +1,12 @@
 """Compile the cuda backend's kernels with NVRTC on any machine, no GPU needed: the source MLX's CUDA custom
 kernel generates (custom_kernel.cpp, MLX 0.32: its default header, ours, the signature, the template constants,
-the body) and the NVRTC options it passes (jit_module.cpp), for every variant, dtype and template our calls use.
+the body) and the NVRTC options it passes (jit_module.cpp), for every variant, the dtype pairs in DTYPES and the
+template values our calls set.
 
     pip install "nvidia-cuda-nvrtc==13.*" "nvidia-cuda-runtime==13.*" "nvidia-cuda-cccl==13.*"
     python -m moe_reduce.nvrtc_check --mlx-source PATH   # a checkout of MLX, for mlx/backend/cuda/device/*
 
-It checks that the text compiles for sm_90a (PTX); it does not run anything."""
+It checks that the text compiles to PTX for compute_90a (the H100's and H200's); it runs nothing."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,8 @@ from .validate import Problem
 DEFAULT_HEADER = '\n#include "mlx/backend/cuda/device/utils.cuh"\n\n#include <cooperative_groups.h>\n\n'
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
 OPTIONS = ("--device-as-default-execution-space", "--gpu-architecture=compute_90a")
+# (activation dtype, gate dtype): each dtype alone, and bfloat16 activations with float32 gates as tune measures them
+DTYPES = (("float32", "float32"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("bfloat16", "float32"))
 
 
 class Unit(NamedTuple):
@@ -52,30 +55,37 @@ def generated_source(name: str, header: str, body: str, inputs: list[tuple[str, 
                    for suffix, kind in (("_shape", "Shape"), ("_strides", "Strides"), ("_ndim", "int"))
                    if arg + suffix in body]
     params += [f"    {CUDA_TYPES[dtype]}* {arg}" for arg, dtype in outputs]
-    constants = "".join(constant(*t) for t in template)
+    constants = "".join(constant(*t) for t in template) + ("\n" if template else "")
     return (DEFAULT_HEADER + header + "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
-            f"__global__ void {name}(\n" + ",\n".join(params) + ") {\n" + constants + "\n" + body
+            f"__global__ void {name}(\n" + ",\n".join(params) + ") {\n" + constants + body
             + "\n}\n\n} // namespace mlx::core::cu\n")
 
 
 def units() -> Iterator[Unit]:
-    """Every combine variant (as choose_variant maps it) and the fused kernel, float32 and bfloat16, over the
-    template values a call can set, with the cuda backend's comment-free header and bodies."""
+    """Every combine variant (as choose_variant maps it) and the fused kernel, for each dtype pair of DTYPES, over
+    the template values a call can set, with the cuda backend's comment-free header and bodies."""
     header = without_comments(read_source("metal_compat.cuh"))
-    for variant, dtype, top_k, shared, residual, h in itertools.product(
-            kernels.VARIANTS, ("float32", "bfloat16"), (1, 8), (True, False), (True, False), (2048, 1001)):
-        p = Problem(3, top_k, h, dtype, dtype, residual, shared)
+    for variant, (dtype, gate), top_k, shared, residual, h in itertools.product(
+            kernels.VARIANTS, DTYPES, (1, 8), (True, False), (True, False), (2048, 1001)):
+        p = Problem(3, top_k, h, dtype, gate, residual, shared)
         v = kernels.choose_variant(variant, p)
         config = kernels.launch_config(v.name, p)
-        yield Unit(f"{variant} ({v.name}) {dtype} top_k={top_k} shared={shared} residual={residual} h={h}",
-                   generated_source(v.name, header, without_comments(read_source(v.file)),
-                                    [(n, dtype) for n in kernels.INPUT_NAMES], [("out", dtype)], config.template))
-    for dtype, top_k, rounding in itertools.product(("float32", "bfloat16"), (1, 8), kernels.NORM_ROUNDINGS):
-        config = kernels.fused_config(Problem(3, top_k, 2048, dtype, dtype, True), 1e-6, None, rounding)
-        yield Unit(f"fused {dtype} top_k={top_k} norm_rounding={rounding}",
+        yield Unit(f"{variant} ({v.name}) {dtype}/{gate} top_k={top_k} shared={shared} residual={residual} h={h}",
+                   generated_source(v.name, header, without_comments(read_source(v.file)), input_dtypes(p),
+                                    [("out", dtype)], config.template))
+    for (dtype, gate), top_k, rounding in itertools.product(DTYPES, (1, 8), kernels.NORM_ROUNDINGS):
+        p = Problem(3, top_k, 2048, dtype, gate, True)
+        config = kernels.fused_config(p, 1e-6, None, rounding)
+        yield Unit(f"fused {dtype}/{gate} top_k={top_k} norm_rounding={rounding}",
                    generated_source("fused", header, without_comments(read_source(kernels.FUSED_FILE)),
-                                    [(n, dtype) for n in kernels.FUSED_INPUTS],
+                                    input_dtypes(p) + [("weight", dtype)],
                                     [(n, dtype) for n in kernels.FUSED_OUTPUTS], config.template))
+
+
+def input_dtypes(p: Problem) -> list[tuple[str, str]]:
+    """The combine's kernel inputs with their dtypes: the gates (expert_w, sh_logit) in the gate dtype."""
+    gates = ("expert_w", "sh_logit")
+    return [(n, p.gate_dtype if n in gates else p.dtype) for n in kernels.INPUT_NAMES]
 
 
 def cuda_root() -> Path:
@@ -90,7 +100,7 @@ def cuda_root() -> Path:
 class Nvrtc:
     """NVRTC through ctypes, with MLX's device headers given by name as MLX does."""
 
-    def __init__(self, root: Path, mlx_source: Path):
+    def __init__(self, root: Path, mlx_source: Path) -> None:
         """Load libnvrtc from `root` and read MLX's mlx/backend/cuda/device headers from `mlx_source`."""
         device = mlx_source / "mlx/backend/cuda/device"
         files = sorted(p for p in device.glob("*") if p.suffix in (".h", ".cuh"))
@@ -133,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             failed += 1
             print(f"FAILED {unit.label}\n" + "\n".join(log.splitlines()[:40]))
     print(f"{count} kernels compiled with NVRTC (compute_90a): {count - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

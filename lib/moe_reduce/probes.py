@@ -10,8 +10,9 @@ from typing import Any, Sequence
 from .results import Row, Run, newest
 
 PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-05-probes"
-HOST_AB_FILES = [PROBES.parent / "nvidia-h100-2026-12-06-small" / f for f in ("smallcalls.json", "smallcalls-2.json")]
-CHASE_RUNS = [PROBES.parent / "nvidia-h100-2026-12-06-small" / p for p in ("probes", "probes-2")]  # chained chase
+SMALL_0612 = PROBES.parent / "nvidia-h100-2026-12-06-small"  # host-cost A/B and the chained chase, two calls
+HOST_AB_FILES = [SMALL_0612 / f for f in ("smallcalls.json", "smallcalls-2.json")]
+CHASE_RUNS = [SMALL_0612 / p for p in ("probes", "probes-2")]
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
 NCU_CANDS = ("scalar_k", "vec_k", "b4", "b4_slow", "b16")
 NCU_FIELDS = ("duration_ns", "dram_read_bytes", "dram_write_bytes", "achieved_occupancy_pct",

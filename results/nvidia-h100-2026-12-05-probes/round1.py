@@ -213,7 +213,7 @@ def mlx_empty_cases() -> dict[str, tuple[float, int]]:
     chase1 = make_kernel("empty_suite", read_source("empty.metal"), ("x",), BACKEND)
     f = mx.compile(lambda a: chase1(inputs=[a], grid=(1, 1, 1), threadgroup=(1, 1, 1), output_shapes=[(1,)],
                                     output_dtypes=[mx.float32])[0])
-    res["mlx shaders/empty.metal, 1 thread (the suite's empty kernel)"] = cupti_median(
+    res["mlx shaders/empty.metal, 1 thread (the suite's floor)"] = cupti_median(
         lambda i, p: f(x1 if p is None else p), "empty_suite")
     return res
 
