@@ -60,6 +60,12 @@ def without_comments(text: str) -> str:
     return "\n".join(line.split("//", 1)[0].strip() for line in text.splitlines()) + "\n"
 
 
+@functools.cache
+def cuda_header() -> str:
+    """The header the cuda backend hands MLX: shaders/metal_compat.cuh without comments."""
+    return without_comments(read_source("metal_compat.cuh"))
+
+
 def make_kernel(name: str, source: str, input_names: tuple[str, ...], backend: str,
                 output_names: tuple[str, ...] = ("out",), source_name: str | None = None) -> Any:
     """The MLX kernel object for a kernel body on a backend: mx.fast.metal_kernel, mx.fast.cuda_kernel with
@@ -70,7 +76,7 @@ def make_kernel(name: str, source: str, input_names: tuple[str, ...], backend: s
         return mx.fast.metal_kernel(**common)
     if backend == "cuda":
         common["source"] = without_comments(source)
-        return mx.fast.cuda_kernel(**common, header=without_comments(read_source("metal_compat.cuh")))
+        return mx.fast.cuda_kernel(**common, header=cuda_header())
     return msl_host.metal_kernel(**common, source_name=source_name)
 
 

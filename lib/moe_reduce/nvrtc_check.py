@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 from . import kernels
-from .backends import read_source, without_comments
+from .backends import cuda_header, read_source, without_comments
+from .dtypes import dtype_name
+from .inputs import GATE_FIELDS
 from .validate import Problem
 
 DEFAULT_HEADER = '\n#include "mlx/backend/cuda/device/utils.cuh"\n\n#include <cooperative_groups.h>\n\n'
@@ -41,7 +43,7 @@ def constant(name: str, value: Any) -> str:
         return f"  constexpr bool {name} = {str(value).lower()};\n"
     if isinstance(value, int):
         return f"  constexpr int {name} = {value};\n"
-    return f"  using {name} = {CUDA_TYPES[str(value).removeprefix('mlx.core.')]};\n"
+    return f"  using {name} = {CUDA_TYPES[dtype_name(value)]};\n"
 
 
 def generated_source(name: str, header: str, body: str, inputs: list[tuple[str, str]],
@@ -64,28 +66,29 @@ def generated_source(name: str, header: str, body: str, inputs: list[tuple[str, 
 def units() -> Iterator[Unit]:
     """Every combine variant (as choose_variant maps it) and the fused kernel, for each dtype pair of DTYPES, over
     the template values a call can set, with the cuda backend's comment-free header and bodies."""
-    header = without_comments(read_source("metal_compat.cuh"))
+    header = cuda_header()
+    files = {v.file for v in kernels.VARIANTS.values()} | {kernels.FUSED_FILE}
+    bodies = {f: without_comments(read_source(f)) for f in files}
     for variant, (dtype, gate), top_k, shared, residual, h in itertools.product(
             kernels.VARIANTS, DTYPES, (1, 8), (True, False), (True, False), (2048, 1001)):
         p = Problem(3, top_k, h, dtype, gate, residual, shared)
         v = kernels.choose_variant(variant, p)
         config = kernels.launch_config(v.name, p)
         yield Unit(f"{variant} ({v.name}) {dtype}/{gate} top_k={top_k} shared={shared} residual={residual} h={h}",
-                   generated_source(v.name, header, without_comments(read_source(v.file)), input_dtypes(p),
+                   generated_source(v.name, header, bodies[v.file], input_dtypes(p),
                                     [("out", dtype)], config.template))
     for (dtype, gate), top_k, rounding in itertools.product(DTYPES, (1, 8), kernels.NORM_ROUNDINGS):
         p = Problem(3, top_k, 2048, dtype, gate, True)
         config = kernels.fused_config(p, 1e-6, None, rounding)
         yield Unit(f"fused {dtype}/{gate} top_k={top_k} norm_rounding={rounding}",
-                   generated_source("fused", header, without_comments(read_source(kernels.FUSED_FILE)),
+                   generated_source("fused", header, bodies[kernels.FUSED_FILE],
                                     input_dtypes(p) + [("weight", dtype)],
                                     [(n, dtype) for n in kernels.FUSED_OUTPUTS], config.template))
 
 
 def input_dtypes(p: Problem) -> list[tuple[str, str]]:
-    """The combine's kernel inputs with their dtypes: the gates (expert_w, sh_logit) in the gate dtype."""
-    gates = ("expert_w", "sh_logit")
-    return [(n, p.gate_dtype if n in gates else p.dtype) for n in kernels.INPUT_NAMES]
+    """The combine's kernel inputs with their dtypes: the gates (GATE_FIELDS) in the gate dtype."""
+    return [(n, p.gate_dtype if n in GATE_FIELDS else p.dtype) for n in kernels.INPUT_NAMES]
 
 
 def cuda_root() -> Path:
