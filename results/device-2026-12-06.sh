@@ -7,6 +7,7 @@
 #   fused:     python -m moe_reduce bench --op fused (combine + RMSNorm, four implementations)
 #   model:     python -m moe_reduce.model_bench (mlx-lm models with our kernels)
 #   repeat:    bench of kernel_auto, kernel_row, Triton, tokens sweep, both dtypes (a second measurement)
+#   graphs:    results/device-2026-12-06-graphs.py (kernel durations and gaps in and out of CUDA graphs, ours and Triton)
 #   gputests:  the kernel tests on the cuda backend
 #   placement: results/device-2026-12-06-placement.py (inputs in managed vs device memory, CUDA graphs on/off)
 # Each step's files and log are packed into $OUT/<step>.tgz when it ends (the device returns few files).
@@ -15,7 +16,7 @@ set -u
 export PYTHONPATH=lib PYTHONUNBUFFERED=1
 STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=170 [bench-bfloat16]=170 [probes]=120 [fused]=160
-                  [model]=230 [repeat]=200 [gputests]=220 [placement]=200)
+                  [model]=230 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
 run_step() {
     case $1 in
@@ -30,6 +31,7 @@ run_step() {
         repeat) python3 -m moe_reduce bench --dtypes float32,bfloat16 --impls kernel_auto,kernel_row,triton \
                     --sweeps tokens --out "$OUT/repeat" --no-progress ;;
         placement) mkdir -p "$OUT/placement" && OUT=$OUT/placement python3 results/device-2026-12-06-placement.py ;;
+        graphs) mkdir -p "$OUT/graphs" && OUT=$OUT/graphs python3 results/device-2026-12-06-graphs.py ;;
         gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
     esac
 }
