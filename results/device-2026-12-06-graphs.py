@@ -7,8 +7,9 @@ not. Is that the graph or MLX? Run from the repository root as
 For each chain of 64 calls it records every kernel's start and duration (CUPTI through torch.profiler) and
 reports the median duration and the median gap from one kernel's end to the next one's start (a negative gap:
 the kernels overlapped). Contenders, h 2048, top_k 8, float32 and bfloat16: our kernel (`auto`) with MLX's
-graphs on and off (a child process), Triton launched per call and Triton captured in a CUDA graph (torch's),
-and MLX's empty kernel. Writes graphs.json and prints a table."""
+graphs on and off (a child process), handed over 64 calls at a time as `bench` does (`ours`) and every call
+(`ours_each`: the host then launches slower than the GPU runs, so the kernels run with gaps), Triton
+launched per call and Triton captured in a CUDA graph (torch's), and MLX's empty kernel. Writes graphs.json and prints a table."""
 from __future__ import annotations
 
 import itertools
@@ -76,7 +77,9 @@ def measure() -> list[dict]:
         case = SizeCase(Size(n, H, K), dtype, True)
         count = n_sets(case.bytes, GPU_BUDGET)
         sets = case.sets(kernel_impl("auto", "cuda"), count)
-        got = {"ours": chain_stats(chained(fn, sets)[0], count, sync_mlx, mx.async_eval, CALLS, "moe_weighted")}
+        call = chained(fn, sets)[0]
+        got = {"ours": chain_stats(call, count, sync_mlx, mx.async_eval, CALLS, "moe_weighted"),
+               "ours_each": chain_stats(call, count, sync_mlx, mx.async_eval, 1, "moe_weighted")}
         for impl in triton:
             call, _, per, rotate = timed_call(impl, impl.build(dtype), case.sets(impl, count))
             got[impl.name] = chain_stats(call, rotate, impl.sync, None, 1, "combine_kernel")
