@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +14,8 @@ PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-
 SMALL_0612 = PROBES.parent / "nvidia-h100-2026-12-06-small"  # host-cost A/B and the chained chase, two calls
 HOST_AB_FILES = [SMALL_0612 / f for f in ("smallcalls.json", "smallcalls-2.json")]
 CHASE_RUNS = [SMALL_0612 / p for p in ("probes", "probes-2")]
+REPEAT_SWEEPS = [SMALL_0612 / p for p in ("repeat-tokens", "repeat-tokens-2")]  # the H100 tokens sweep again, twice
+GRAPHS_FILE = SMALL_0612 / "graphs" / "graphs.json"  # results/device-2026-12-06-graphs.py on an H100
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
 NCU_CANDS = ("scalar_k", "vec_k", "b4", "b4_slow", "b16")
 NCU_FIELDS = ("duration_ns", "dram_read_bytes", "dram_write_bytes", "achieved_occupancy_pct",
@@ -112,6 +115,21 @@ def work_ratio(run: Run, n_tokens: int, top_k: int, impl: str = "kernel_row") ->
     empty = run.meta["empty_gpu_us"]
     ours, triton = gpu_us(run, impl, n_tokens, top_k), gpu_us(run, "triton", n_tokens, top_k)
     return (ours - empty["mlx"]) / (triton - empty["triton"])
+
+
+def work_ratio_runs(runs: Sequence[Run], dtype: str, n_tokens: int, top_k: int, impl: str = "kernel_row") -> list[float]:
+    """work_ratio of one dtype's rows in each run (each with its own empty kernels)."""
+    return [work_ratio(Run([r for r in run.rows if r.dtype == dtype], run.meta, run.source), n_tokens, top_k, impl)
+            for run in runs]
+
+
+def graph_medians(field: str, path: Path = GRAPHS_FILE) -> dict[tuple[str, bool, str, int], float]:
+    """graphs.json as {(contender, MLX graphs on, dtype, n_tokens): median over its repeats of `field`}: "dur_us"
+    (the median kernel duration) or "gap_us" (the median gap from one kernel's end to the next one's start), in
+    µs. Contenders: ours, ours_each (handed over every call), triton, triton_graph, mlx_empty."""
+    rows = json.loads(path.read_text())["rows"]
+    return {(r["who"], r["graphs"], r["dtype"], r["n_tokens"]): statistics.median(x[field] for x in r["reps"])
+            for r in rows}
 
 
 def smallcalls(card: str) -> dict[str, Any] | None:
