@@ -8,6 +8,7 @@
 #   model:     python -m moe_reduce.model_bench (mlx-lm models with our kernels)
 #   repeat:    bench of kernel_auto, kernel_row, Triton, tokens sweep, both dtypes (a second measurement)
 #   graphs:    results/device-2026-12-06-graphs.py (kernel durations and gaps in and out of CUDA graphs, ours and Triton)
+#   params:    results/device-2026-12-06-params.py (one-thread kernels that read parameters, in and out of graphs)
 #   gputests:  the kernel tests on the cuda backend
 #   placement: results/device-2026-12-06-placement.py (inputs in managed vs device memory, CUDA graphs on/off)
 # Each step's files and log are packed into $OUT/<step>.tgz when it ends (the device returns few files).
@@ -16,7 +17,7 @@ set -u
 export PYTHONPATH=lib PYTHONUNBUFFERED=1
 STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=170 [bench-bfloat16]=170 [probes]=120 [fused]=160
-                  [model]=230 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200)
+                  [model]=230 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
 run_step() {
     case $1 in
@@ -32,6 +33,7 @@ run_step() {
                     --sweeps tokens --out "$OUT/repeat" --no-progress ;;
         placement) mkdir -p "$OUT/placement" && OUT=$OUT/placement python3 results/device-2026-12-06-placement.py ;;
         graphs) mkdir -p "$OUT/graphs" && OUT=$OUT/graphs python3 results/device-2026-12-06-graphs.py ;;
+        params) mkdir -p "$OUT/params" && OUT=$OUT/params python3 results/device-2026-12-06-params.py ;;
         gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
     esac
 }
