@@ -16,6 +16,7 @@ HOST_AB_FILES = [SMALL_0612 / f for f in ("smallcalls.json", "smallcalls-2.json"
 CHASE_RUNS = [SMALL_0612 / p for p in ("probes", "probes-2")]
 REPEAT_SWEEPS = [SMALL_0612 / p for p in ("repeat-tokens", "repeat-tokens-2")]  # the H100 tokens sweep again, twice
 GRAPHS_FILE = SMALL_0612 / "graphs" / "graphs.json"  # results/device-2026-12-06-graphs.py on an H100
+PARAMS_FILE = SMALL_0612 / "params" / "params.json"  # results/device-2026-12-06-params.py on an H100
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
 NCU_CANDS = ("scalar_k", "vec_k", "b4", "b4_slow", "b16")
 NCU_FIELDS = ("duration_ns", "dram_read_bytes", "dram_write_bytes", "achieved_occupancy_pct",
@@ -130,6 +131,13 @@ def graph_medians(field: str, path: Path = GRAPHS_FILE) -> dict[tuple[str, bool,
     rows = json.loads(path.read_text())["rows"]
     return {(r["who"], r["graphs"], r["dtype"], r["n_tokens"]): statistics.median(x[field] for x in r["reps"])
             for r in rows}
+
+
+def param_durations(path: Path = PARAMS_FILE) -> dict[tuple[str, bool, int], float]:
+    """params.json as {(body, MLX graphs on, calls per hand-over): median over its repeats of the median kernel
+    duration in µs}; bodies: empty, shape (reads parameters only), load, load5."""
+    return {(r["body"], r["graphs"], r["group"]): statistics.median(x["dur_us"] for x in r["reps"])
+            for r in json.loads(path.read_text())["rows"]}
 
 
 def smallcalls(card: str) -> dict[str, Any] | None:
