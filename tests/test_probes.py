@@ -72,13 +72,15 @@ def test_committed_dram_csv_is_ncu_csv_converted(tmp_path):
         assert tc[dtype].dram_bytes == pytest.approx(4096 * 11 * 2048 * size, rel=0.01)
 
 
-def test_work_ratio_sets_each_frameworks_empty_kernel_aside():
-    """work_ratio = (ours - MLX empty) / (Triton - Triton empty), from one run's rows and its empty_gpu_us."""
+def test_work_ratio_sets_each_frameworks_one_thread_kernel_aside():
+    """work_ratio = (ours - MLX empty) / (Triton - Triton empty), from one run's rows and its empty_gpu_us; with
+    baseline "_store", the kernels that read their parameters and store."""
     zero = {f.name: 0 for f in dataclasses.fields(results.Row)}
     rows = [results.Row(**zero | dict(impl=i, dtype="float32", n_tokens=4, h=2048, top_k=8, gpu_us=us))
             for i, us in (("kernel_row", 3.0), ("triton", 2.0))]
-    run = results.Run(rows, {"empty_gpu_us": {"mlx": 1.0, "triton": 0.5}})
+    run = results.Run(rows, {"empty_gpu_us": {"mlx": 1.0, "triton": 0.5, "mlx_store": 1.25, "triton_store": 0.75}})
     assert probes.work_ratio(run, 4, 8) == (3.0 - 1.0) / (2.0 - 0.5)
+    assert probes.work_ratio(run, 4, 8, baseline="_store") == (3.0 - 1.25) / (2.0 - 0.75)
 
 
 def test_time_model_is_exact_where_fitted_and_adds_bytes_at_the_ceiling():

@@ -100,11 +100,11 @@ def test_quick_run_rows(quick_dir):
         assert r.pct_of_ceiling == pytest.approx(100 * r.gbps / ceiling)
     assert run.meta["command"].startswith("python -m moe_reduce bench --quick")
     empty = run.meta["empty_gpu_us"]
-    assert set(empty) == {"mlx", "triton"}
-    if torch_support() is None:  # no CUPTI: neither empty kernel has a GPU time
-        assert empty == {"mlx": None, "triton": None}
+    assert set(empty) == {"mlx", "mlx_store", "triton", "triton_store"}
+    if torch_support() is None:  # no CUPTI: no one-thread kernel has a GPU time
+        assert set(empty.values()) == {None}
     else:
-        assert 0 < empty["mlx"] < 20
+        assert 0 < empty["mlx"] < 20 and 0 < empty["mlx_store"] < 20
 
 
 def test_figures_are_deterministic(quick_dir, tmp_path):

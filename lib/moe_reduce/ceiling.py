@@ -4,11 +4,13 @@ The ceiling is the best rate of several pure-traffic kernels (bytes read + writt
 read-only pass, and `mix`, which reads 10 rows for every row it writes with 16-byte accesses, as the
 combine does at top_k = 8. Each is measured in wall time and, where CUPTI is available, in GPU time (the
 ceiling for GPU-time rows). An empty kernel is launched the way our kernels are; its GPU time, and
-a Triton empty kernel's, are the launch costs the small-call comparison sets aside (empty_gpu_us)."""
+a Triton empty kernel's, are the launch costs the small-call comparison sets aside (empty_gpu_us, which also
+times a one-thread kernel that reads its parameters and stores, under each framework)."""
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import mlx.core as mx
@@ -106,15 +108,16 @@ def best(rates: dict[str, Rate], gpu: bool = False) -> float | None:
     return max(values) if values else None
 
 
-def empty_call(backend: str, compiled: bool = True) -> Callable[[int, Any], mx.array]:
-    """A chained call of shaders/empty.metal with one thread: through mx.compile as kernels.moe_weighted_reduce
-    launches it on a GPU backend (compiled=False, or the host backend: the plain kernel call)."""
-    kernel = compile_shader("empty.metal", ("x",), backend)
+def empty_call(backend: str, compiled: bool = True, shader: str = "empty.metal") -> Callable[[int, Any], mx.array]:
+    """A chained call of a one-thread kernel in shaders/ (empty.metal; store.metal reads its parameters and
+    stores): through mx.compile as kernels.moe_weighted_reduce launches it on a GPU backend (compiled=False, or
+    the host backend: the plain kernel call)."""
+    kernel = compile_shader(shader, ("x",), backend)
     x = mx.zeros((1,), mx.float32)
     mx.eval(x)
 
     def launch(a: mx.array) -> mx.array:
-        """One empty launch on a."""
+        """One launch on a."""
         return kernel(inputs=[a], grid=(1, 1, 1), threadgroup=(1, 1, 1), output_shapes=[(1,)],
                       output_dtypes=[mx.float32])[0]
 
@@ -134,23 +137,37 @@ def empty_kernel_us(backend: str, cfg: TimerConfig, compiled: bool = True) -> fl
                    group=cfg.graph_calls).median * 1e6
 
 
+def mlx_one_thread_gpu_us(backend: str, shader: str, calls: int, repeats: int) -> float:
+    """Median GPU time (CUPTI) in µs of empty_call's kernel, handed over `calls` at a time."""
+    call = empty_call(backend, shader=shader)
+    run_calls(call, calls, rotation(1), sync_mlx, mx.async_eval, calls)  # compile outside the profile
+    acts = device_activities(lambda: run_calls(call, calls * repeats, rotation(1), sync_mlx, mx.async_eval, calls))
+    return statistics.median(us for name, us in acts if Path(shader).stem in name)
+
+
+def triton_one_program_gpu_us(launch: Callable[[], Any], name: str, calls: int, repeats: int) -> float:
+    """Median GPU time (CUPTI) in µs of a one-program Triton kernel whose name starts with `name`."""
+    sync = triton_support().torch.cuda.synchronize
+    launch(), sync()
+    acts = device_activities(lambda: ([launch() for _ in range(calls * repeats)], sync()))
+    return statistics.median(us for kernel, us in acts if kernel.startswith(name))
+
+
 def empty_gpu_us(backend: str | None, calls: int = 64, repeats: int = 3) -> dict[str, float | None]:
-    """Median GPU time (CUPTI) in µs of an empty kernel under each framework, the launch cost the small-call
-    comparison sets aside: "mlx", empty_call handed over `calls` at a time; "triton", impls_triton's empty
-    kernel on one program. None where CUPTI, a GPU backend or Triton is absent."""
-    mlx_us = triton_us = None
+    """Median GPU time (CUPTI) in µs of one-thread kernels under each framework, the launch costs the small-call
+    comparison sets aside: "mlx", shaders/empty.metal handed over `calls` at a time (it reads no parameter);
+    "mlx_store", shaders/store.metal the same way (it reads its parameters and stores one number); "triton" and
+    "triton_store", impls_triton's empty_kernel and store_kernel on one program. None where CUPTI, a GPU
+    backend or Triton is absent."""
+    found: dict[str, float | None] = dict.fromkeys(("mlx", "mlx_store", "triton", "triton_store"))
     if backend not in (None, "host") and torch_support() is not None:
-        call = empty_call(backend)
-        run_calls(call, calls, rotation(1), sync_mlx, mx.async_eval, calls)  # compile outside the profile
-        acts = device_activities(lambda: run_calls(call, calls * repeats, rotation(1), sync_mlx, mx.async_eval, calls))
-        mlx_us = statistics.median(us for name, us in acts if "empty" in name)
+        found["mlx"] = mlx_one_thread_gpu_us(backend, "empty.metal", calls, repeats)
+        found["mlx_store"] = mlx_one_thread_gpu_us(backend, "store.metal", calls, repeats)
     support = triton_support()
     if support is not None:
-        launch, sync = support.empty_launch(), support.torch.cuda.synchronize
-        launch(), sync()
-        acts = device_activities(lambda: ([launch() for _ in range(calls * repeats)], sync()))
-        triton_us = statistics.median(us for name, us in acts if name.startswith("empty_kernel"))
-    return {"mlx": mlx_us, "triton": triton_us}
+        found["triton"] = triton_one_program_gpu_us(support.empty_launch(), "empty_kernel", calls, repeats)
+        found["triton_store"] = triton_one_program_gpu_us(support.store_launch(), "store_kernel", calls, repeats)
+    return found
 
 
 def floor_label(backend: str | None) -> str:

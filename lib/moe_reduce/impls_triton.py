@@ -71,10 +71,26 @@ def empty_kernel(p):
     pass
 
 
-def empty_launch() -> Callable[[], None]:
-    """One launch of empty_kernel on one program (a 1-element CUDA tensor as its argument)."""
+@triton.jit
+def store_kernel(p):
+    """Stores one number at p, a pointer it reads from its parameters; it loads nothing."""
+    tl.store(p, 1.0)
+
+
+def one_program_launch(kernel) -> Callable[[], None]:
+    """One launch of a one-argument kernel on one program (a 1-element CUDA tensor as its argument)."""
     x = torch.zeros(1, device="cuda")
-    return lambda: empty_kernel[(1,)](x)
+    return lambda: kernel[(1,)](x)
+
+
+def empty_launch() -> Callable[[], None]:
+    """One launch of empty_kernel."""
+    return one_program_launch(empty_kernel)
+
+
+def store_launch() -> Callable[[], None]:
+    """One launch of store_kernel."""
+    return one_program_launch(store_kernel)
 
 
 class Config(NamedTuple):

@@ -110,18 +110,20 @@ def gpu_us(run: Run, impl: str, n_tokens: int, top_k: int, h: int = 2048) -> flo
     return row_of(run, impl, n_tokens, top_k, h).gpu_us
 
 
-def work_ratio(run: Run, n_tokens: int, top_k: int, impl: str = "kernel_row") -> float:
-    """(ours − MLX's empty kernel) / (Triton − Triton's empty kernel), GPU times and empty kernels of one run:
-    the kernels' own work with each framework's launch set aside."""
+def work_ratio(run: Run, n_tokens: int, top_k: int, impl: str = "kernel_row", baseline: str = "") -> float:
+    """(ours − MLX's one-thread kernel) / (Triton − Triton's), GPU times and one-thread kernels of one run: the
+    kernels' own work with each framework's launch set aside. baseline "": the empty kernels (they read no
+    parameter); "_store": the kernels that read their parameters and store one number (runs from 2026-12-06 on)."""
     empty = run.meta["empty_gpu_us"]
     ours, triton = gpu_us(run, impl, n_tokens, top_k), gpu_us(run, "triton", n_tokens, top_k)
-    return (ours - empty["mlx"]) / (triton - empty["triton"])
+    return (ours - empty["mlx" + baseline]) / (triton - empty["triton" + baseline])
 
 
-def work_ratio_runs(runs: Sequence[Run], dtype: str, n_tokens: int, top_k: int, impl: str = "kernel_row") -> list[float]:
-    """work_ratio of one dtype's rows in each run (each with its own empty kernels)."""
-    return [work_ratio(Run([r for r in run.rows if r.dtype == dtype], run.meta, run.source), n_tokens, top_k, impl)
-            for run in runs]
+def work_ratio_runs(runs: Sequence[Run], dtype: str, n_tokens: int, top_k: int, impl: str = "kernel_row",
+                    baseline: str = "") -> list[float]:
+    """work_ratio of one dtype's rows in each run (each with its own one-thread kernels)."""
+    return [work_ratio(Run([r for r in run.rows if r.dtype == dtype], run.meta, run.source), n_tokens, top_k, impl,
+                       baseline) for run in runs]
 
 
 def graph_medians(field: str, path: Path = GRAPHS_FILE) -> dict[tuple[str, bool, str, int], float]:
