@@ -28,6 +28,9 @@ def test_quick_run_writes_every_case(tmp_path):
     steps = table(tmp_path, "steps")
     assert len(steps) == len(model_bench.TIMED) * len(plan.dtypes) * n_variants * (1 + len(plan.prefills))
     assert all(not r["error"] and float(r["wall_us"]) > 0 and int(r["ops"]) > 0 for r in steps)
+    decode = [r for r in steps if r["case"] == "decode"]
+    assert decode and all(0 < float(r["host_us"]) <= float(r["wall_us"]) for r in decode)
+    assert all(r["host_us"] == "" for r in steps if r["case"] != "decode")
     parts = table(tmp_path, "components")
     per_model = (1 + len(plan.prefills)) * (5 + 5 + 3)  # unpatched and patched: 5 parts; fused: 3
     assert len(parts) == len(model_bench.TIMED) * len(plan.dtypes) * per_model

@@ -10,8 +10,8 @@
    Python loop of ops over the tokens (gated_delta_ops), which would dominate every figure.
    - decode: one token after 512 cached (the cache grows by the steps timed), steps chained as mlx-lm's
      generate chains them (the next step queued with mx.async_eval before the token before it is read),
-     with the LM head: wall time per step, GPU time per step, every kernel's GPU time and calls per step,
-     and the MLX ops of one step's graph;
+     with the LM head: wall time per step, the host's time per step in building and handing it over,
+     GPU time per step, every kernel's GPU time and calls per step, and the MLX ops of one step's graph;
    - prefill of 512 and 4096 tokens into a fresh cache, up to the final norm (no LM head);
    - components of layer 0 at 1, 512 and 4096 tokens: the MoE block, the combine, the combine with the
      residual add and the next RMSNorm, the MoE block with them: GPU time, kernels and MLX ops per call,
@@ -225,16 +225,21 @@ def run_checks(tables: Tables, plan: Plan, backend: str) -> None:
 # ---------------------------------------------------------------- 2. timing
 
 
-def chained_steps(step: Callable[[mx.array], mx.array], y: mx.array, n: int) -> tuple[float, mx.array]:
-    """n decode steps chained as mlx-lm's generate does: seconds per step, and the last token."""
+def chained_steps(step: Callable[[mx.array], mx.array], y: mx.array, n: int) -> tuple[float, float, mx.array]:
+    """n decode steps chained as mlx-lm's generate does: wall seconds per step, the host's seconds per step in
+    building the step and handing it over (step() and mx.async_eval, not the wait for the token), and the last
+    token."""
+    host = 0.0
     t0 = time.perf_counter()
     for _ in range(n):
+        t1 = time.perf_counter()
         nxt = step(y)
         mx.async_eval(nxt)
+        host += time.perf_counter() - t1
         y.item()
         y = nxt
     y.item()
-    return (time.perf_counter() - t0) / n, y
+    return (time.perf_counter() - t0) / n, host / n, y
 
 
 def measure_decode(tables: Tables, row: dict, model: nn.Module, plan: Plan) -> dict:
@@ -255,10 +260,10 @@ def measure_decode(tables: Tables, row: dict, model: nn.Module, plan: Plan) -> d
     nxt = step(y)
     ops = graph_ops(nxt)
     mx.eval(nxt)
-    wall, y = chained_steps(step, nxt, plan.wall_steps)
+    wall, host, y = chained_steps(step, nxt, plan.wall_steps)
     gpu, n_kernels, names = profile(lambda: chained_steps(step, y, plan.gpu_steps), plan.gpu_steps)
     add_kernels(tables, row, names)
-    return dict(wall_us=wall * 1e6, gpu_us=gpu, kernels=n_kernels, ops=ops,
+    return dict(wall_us=wall * 1e6, host_us=host * 1e6, gpu_us=gpu, kernels=n_kernels, ops=ops,
                 cached_last=plan.cached + plan.warmup + 1 + plan.wall_steps + plan.gpu_steps)
 
 
