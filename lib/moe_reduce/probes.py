@@ -15,6 +15,7 @@ SMALL_0612 = PROBES.parent / "nvidia-h100-2026-12-06-small"  # host-cost A/B and
 HOST_AB_FILES = [SMALL_0612 / f for f in ("smallcalls.json", "smallcalls-2.json")]
 CHASE_RUNS = [SMALL_0612 / p for p in ("probes", "probes-2")]
 REPEAT_SWEEPS = [SMALL_0612 / p for p in ("repeat-tokens", "repeat-tokens-2")]  # the H100 tokens sweep again, twice
+STORE_SWEEP = SMALL_0612 / "repeat-tokens-3"  # kernel_auto and Triton, with the store kernels in empty_gpu_us
 GRAPHS_FILE = SMALL_0612 / "graphs" / "graphs.json"  # results/device-2026-12-06-graphs.py on an H100
 PARAMS_FILE = SMALL_0612 / "params" / "params.json"  # results/device-2026-12-06-params.py on an H100
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
