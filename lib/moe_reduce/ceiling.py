@@ -157,8 +157,8 @@ def empty_gpu_us(backend: str | None, calls: int = 64, repeats: int = 3) -> dict
     """Median GPU time (CUPTI) in µs of one-thread kernels under each framework, the launch costs the small-call
     comparison sets aside: "mlx", shaders/empty.metal handed over `calls` at a time (it reads no parameter);
     "mlx_store", shaders/store.metal the same way (it reads its parameters and stores one number); "triton" and
-    "triton_store", impls_triton's empty_kernel and store_kernel on one program. None where CUPTI, a GPU
-    backend or Triton is absent."""
+    "triton_store", impls_triton's empty_kernel and store_kernel on one program. The MLX entries are None without
+    CUPTI or a GPU backend, the Triton entries without Triton (whatever the backend)."""
     found: dict[str, float | None] = dict.fromkeys(("mlx", "mlx_store", "triton", "triton_store"))
     if backend not in (None, "host") and torch_support() is not None:
         found["mlx"] = mlx_one_thread_gpu_us(backend, "empty.metal", calls, repeats)
