@@ -8,7 +8,7 @@ import msl_host
 import numpy as np
 import pytest
 
-from moe_reduce import exercises, explorer
+from moe_reduce import exercises, explorer, probes
 from moe_reduce.exercises import harness, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06
 from moe_reduce.kernels import kernel_source
 
@@ -196,6 +196,10 @@ WRONG.update({
                      ("9", r"expected a number of µs"), (3 * HOST, r"is not within 5% of the prediction")],
     "old_idle": [(lesson05.GROUP * HOST, r"fewer than the group"), (HOST, r"that is the new hand-over"),
                  (-1.0, r"expected a number of µs")],
+    "little_turn": [(lesson05.turn_solution() * 40996 / (40996 + 4096), r"counts the output's write"),
+                    (lesson05.turn_solution() * 145 / probes.first_read_ns(), r"re-read latency"),
+                    (lesson05.turn_solution() / 2, r"float32's bytes"), ("27", r"expected a number of tokens"),
+                    (lesson05.turn_solution() * 3, r"not within 5%")],
     "below_fixed": [([True, True, True], r"not right at n_tokens \[256\]"),
                     ([True, False, False], r"not right at n_tokens \[32\]"), ([1, 1, 0], r"expected a list of 3 bools")],
 })

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import latency
 from .results import Row, Run, newest
 
 PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-05-probes"
@@ -69,6 +70,18 @@ def ncu_label(kernel: str, expected: str, dtype: str) -> bool:
         return kernel == "combine_kernel"
     body = {"scalar_k": f"moe_weighted_reduce_{mlx_dtype}_", "vec_k": f"moe_weighted_reduce_vec_{mlx_dtype}_"}
     return body.get(expected, f"cand_row_{mlx_dtype}_") in kernel
+
+
+def first_read_ns(folders: Sequence[Path] = tuple(CHASE_RUNS)) -> float:
+    """Median ns per timed load of the committed chases (latency.json in each folder) over the chains whose timed
+    loads are all first reads of their line since the L2 flush (latency.timed_loads)."""
+    ns = []
+    for folder in folders:
+        for row in load_json("latency.json", folder):
+            for chain, key in enumerate(("short_us", "long_us")):
+                if latency.timed_loads(chain).stop <= row["footprint"] // latency.LINE:
+                    ns.append(row[key] * 1e3 / latency.STEPS[chain])
+    return statistics.median(ns)
 
 
 def ncu_rows(folder: Path = PROBES) -> list[dict[str, Any]]:

@@ -94,6 +94,9 @@ EXERCISES = {e.name: e for e in [
     Exercise("below_fixed", "05", "4. GPU time at small n",
              f"predict from bytes which of n_tokens {lesson05.BELOW_TOKENS} stay below the one-token GPU time",
              lesson05.check_below, lesson05.below_solution),
+    Exercise("little_turn", "05", "8. A model of GPU time per call",
+             f"predict, by Little's law, the n_tokens where a {lesson05.TURN_DTYPE} call's reads reach bandwidth × "
+             "latency", lesson05.check_turn, lesson05.turn_solution),
     Exercise("amdahl_bound", "06", "4. Amdahl's law",
              f"the most the combine can save of a decode step's GPU time ({lesson06.MODEL}, {lesson06.DTYPE})",
              lesson06.check_bound, lesson06.bound_solution),

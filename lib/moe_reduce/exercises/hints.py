@@ -48,6 +48,8 @@ HINTS = {
                     "building the next call. Two pipelined stages: which one sets the pace?",
     "old_idle": "Under the old rule, when is the first call of a batch handed to the GPU? Count the calls built "
                 "before that moment and give each the host cost per call.",
+    "little_turn": "Multiply the run's ceiling (bytes per second) by a first read's latency (seconds): that many "
+                   "bytes must be in flight. How many bytes must one token's call read?",
     "below_fixed": "For each n_tokens, count the bytes the call must move, turn them into µs at the datasheet "
                    "bandwidth, and compare with what a one-token call takes on the GPU.",
 }

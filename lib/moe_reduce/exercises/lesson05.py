@@ -1,13 +1,15 @@
 """Lesson 05's exercises, checked against the committed H100 small-call probes (moe_reduce.probes): a chained
-one-token call's wall time from host cost and GPU time, the GPU's wait under the old hand-over, and which calls
-the bytes alone would keep below the fixed cost."""
+one-token call's wall time from host cost and GPU time, the GPU's wait under the old hand-over, which calls
+the bytes alone would keep below the fixed cost, and where Little's law puts the turn from latency to
+bandwidth (then what the committed sweep shows there)."""
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from .. import probes, timing
+from .. import probes, results, timing
 from ..machine import DATASHEET_PEAKS
+from ..dtypes import ITEMSIZE
 from ..traffic import bytes_moved
 from .verdict import Verdict, failed, passed, unattempted
 
@@ -104,3 +106,47 @@ def check_below(answer: Any) -> Verdict:
         return passed(", ".join(f"n {n}: {bytes_us(n):.2f} µs of bytes" for n in BELOW_TOKENS)
                       + f" against {gpu_us(1):.2f} µs at one token.")
     return failed(f"not right at n_tokens {wrong}: compute that call's bytes and divide by {PEAK_GBPS:,.0f} GB/s.")
+
+
+# ------------------------------------------------------------------ Little's law
+
+TURN_DTYPE = "bfloat16"
+REREAD_NS = 145  # a re-read (L2 hit) in part 6's chase: 143.4-145.0 ns
+
+
+def turn_parts() -> tuple[float, float, int]:
+    """B (bytes/s, the TURN_DTYPE run's GPU ceiling), L (s, a first read in the chase), reads per token."""
+    run = probes.small_run(results.load_runs(results.find_results()), "H100", TURN_DTYPE)
+    per_token = bytes_moved(1, TOP_K, H, TURN_DTYPE, True, "float32") - H * ITEMSIZE[TURN_DTYPE]
+    return run.meta["ceiling_gbps"]["gpu"] * 1e9, probes.first_read_ns() * 1e-9, per_token
+
+
+def turn_solution() -> float:
+    """The n_tokens whose reads equal B·L: below it a call cannot keep B·L bytes in flight."""
+    b, lat, per_token = turn_parts()
+    return b * lat / per_token
+
+
+def check_turn(answer: Any) -> Verdict:
+    """n_tokens where a TURN_DTYPE call's reads reach B·L; a pass also says what the committed sweep shows."""
+    if answer is None:
+        return unattempted("set my_turn to a number of tokens.")
+    if not number(answer) or answer <= 0:
+        return failed(f"expected a number of tokens (above 0), got {answer!r}")
+    b, lat, per_token = turn_parts()
+    right = turn_solution()
+    if close(answer, right):
+        return passed(f"{answer:g} tokens, within {TOLERANCE:.0%} of {right:.1f}. The committed sweep: the GPU time "
+                      "hardly grows up to 16 tokens, and from 64 tokens each added token costs about what its bytes "
+                      "cost at the ceiling; the turn falls between the two.")
+    slips = {"that counts the output's write too; the question is about the bytes a call reads":
+             b * lat / (per_token + H * ITEMSIZE[TURN_DTYPE]),
+             "that uses the re-read latency (an L2 hit); after the flush the call's loads are first reads":
+             b * REREAD_NS * 1e-9 / per_token,
+             f"that is float32's bytes per token; this asks for {TURN_DTYPE}":
+             b * lat / (bytes_moved(1, TOP_K, H, "float32", True, "float32") - H * ITEMSIZE["float32"])}
+    slip = next((what for what, value in slips.items() if close(answer, value)), None)
+    return failed(f"{answer!r} tokens: {slip}." if slip else
+                  f"{answer!r} tokens is not within {TOLERANCE:.0%} of the prediction: B·L is bytes; divide by the "
+                  "bytes one token's call must read.")
+
