@@ -22,8 +22,7 @@ PARAMS_FILE = SMALL_0612 / "params" / "params.json"  # results/device-2026-12-06
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
 NCU_CANDS = ("scalar_k", "vec_k", "b4", "b4_slow", "b16")
 NCU_FIELDS = ("duration_ns", "dram_read_bytes", "dram_write_bytes", "ld_sectors", "ld_requests", "waves",
-              "achieved_occupancy_pct",
-              "eligible_warps_per_cycle", "stall_long_scoreboard", "registers", "grid_blocks", "block_threads")
+              "achieved_occupancy_pct", "eligible_warps_per_cycle", "stall_long_scoreboard", "registers", "grid_blocks", "block_threads")
 
 
 def load_json(name: str, folder: Path = PROBES) -> Any:

@@ -4,15 +4,21 @@ from __future__ import annotations
 from .dtypes import ITEMSIZE
 
 
-def bytes_moved(n_tokens: int, top_k: int, h: int, dtype: str = "float32", residual: bool = True,
-                gate_dtype: str | None = None, shared: bool = True) -> int:
-    """Bytes read and written by one call, each element touched once (the minimum any kernel needs)."""
+def bytes_read(n_tokens: int, top_k: int, h: int, dtype: str = "float32", residual: bool = True,
+               gate_dtype: str | None = None, shared: bool = True) -> int:
+    """Bytes one call must read, each element once: the expert rows, the shared row, the residual, and the router
+    weights and gate logit (in gate_dtype)."""
     act = ITEMSIZE[dtype]
     gate = ITEMSIZE[gate_dtype or dtype]
     rows = top_k + (1 if shared else 0) + (1 if residual else 0)  # y_expert rows, y_shared, residual per token
-    reads = n_tokens * h * rows * act + n_tokens * (top_k + (1 if shared else 0)) * gate  # + expert_w, sh_logit
-    writes = n_tokens * h * act
-    return reads + writes
+    return n_tokens * h * rows * act + n_tokens * (top_k + (1 if shared else 0)) * gate  # + expert_w, sh_logit
+
+
+def bytes_moved(n_tokens: int, top_k: int, h: int, dtype: str = "float32", residual: bool = True,
+                gate_dtype: str | None = None, shared: bool = True) -> int:
+    """Bytes read and written by one call, each element touched once (the minimum any kernel needs)."""
+    writes = n_tokens * h * ITEMSIZE[dtype]
+    return bytes_read(n_tokens, top_k, h, dtype, residual, gate_dtype, shared) + writes
 
 
 def flops(n_tokens: int, top_k: int, h: int, residual: bool = True, shared: bool = True) -> int:

@@ -8,9 +8,9 @@ import math
 from typing import Any
 
 from .. import probes, results, timing
-from ..machine import DATASHEET_PEAKS
 from ..dtypes import ITEMSIZE
-from ..traffic import bytes_moved
+from ..machine import DATASHEET_PEAKS
+from ..traffic import bytes_moved, bytes_read
 from .verdict import Verdict, failed, passed, unattempted
 
 API, KERNEL, DTYPE, H, TOP_K = "moe_weighted_reduce", "scalar_k", "float32", 2048, 8
@@ -117,7 +117,7 @@ REREAD_NS = 145  # a re-read (L2 hit) in part 6's chase: 143.4-145.0 ns
 def turn_parts() -> tuple[float, float, int]:
     """B (bytes/s, the TURN_DTYPE run's GPU ceiling), L (s, a first read in the chase), reads per token."""
     run = probes.small_run(results.load_runs(results.find_results()), "H100", TURN_DTYPE)
-    per_token = bytes_moved(1, TOP_K, H, TURN_DTYPE, True, "float32") - H * ITEMSIZE[TURN_DTYPE]
+    per_token = bytes_read(1, TOP_K, H, TURN_DTYPE, True, "float32")
     return run.meta["ceiling_gbps"]["gpu"] * 1e9, probes.first_read_ns() * 1e-9, per_token
 
 
@@ -134,7 +134,7 @@ def check_turn(answer: Any) -> Verdict:
     if not number(answer) or answer <= 0:
         return failed(f"expected a number of tokens (above 0), got {answer!r}")
     b, lat, per_token = turn_parts()
-    right = turn_solution()
+    right = b * lat / per_token  # turn_solution(), without loading the runs again
     if close(answer, right):
         return passed(f"{answer:g} tokens, within {TOLERANCE:.0%} of {right:.1f}. The committed sweep: the GPU time "
                       "hardly grows up to 16 tokens, and from 64 tokens each added token costs about what its bytes "
@@ -144,7 +144,7 @@ def check_turn(answer: Any) -> Verdict:
              "that uses the re-read latency (an L2 hit); after the flush the call's loads are first reads":
              b * REREAD_NS * 1e-9 / per_token,
              f"that is float32's bytes per token; this asks for {TURN_DTYPE}":
-             b * lat / (bytes_moved(1, TOP_K, H, "float32", True, "float32") - H * ITEMSIZE["float32"])}
+             b * lat / bytes_read(1, TOP_K, H, "float32", True, "float32")}
     slip = next((what for what, value in slips.items() if close(answer, value)), None)
     return failed(f"{answer!r} tokens: {slip}." if slip else
                   f"{answer!r} tokens is not within {TOLERANCE:.0%} of the prediction: B·L is bytes; divide by the "
