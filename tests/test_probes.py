@@ -91,3 +91,22 @@ def test_time_model_is_exact_where_fitted_and_adds_bytes_at_the_ceiling():
     n1, meas1, pred1 = probes.model_rows(run)[0]
     assert n1 == 1 and pred1 == pytest.approx(meas1)
     assert model.us(2_000_000) - model.us(1_000_000) == pytest.approx(1e6 / run.meta["ceiling_gbps"]["gpu"] / 1e3)
+
+
+def test_gap_rows_subtract_gpu_time():
+    """Each gap run row's gaps are its wall times less its GPU time; both contenders at every size and dtype."""
+    rows = probes.gap_rows()
+    for r in rows.values():
+        assert r["gap_us"] == pytest.approx(r["wall_us"] - r["gpu_us"])
+        assert r["gap_long_us"] == pytest.approx(r["wall_long_us"] - r["gpu_us"])
+    assert {(d, n) for i, d, n in rows if i == "kernel_auto"} == {(d, n) for i, d, n in rows if i == "triton"}
+
+
+def test_timeline_cases_frame_a_batch_end(tmp_path):
+    """The 8192-token windows hold the batch's last kernel end at `before_us`, and the figure draws every case."""
+    cases = probes.timeline_cases(before_us=300, after_us=500)
+    assert len(cases) == 5
+    for label, (found, lo, hi) in cases.items():
+        assert any(s.kind == "kernel" and lo <= s.start_us < hi for s in found), label
+    fig = plots.timeline_figure(cases, "test card")
+    assert len(fig.axes) == 5

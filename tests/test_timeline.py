@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from moe_reduce.timeline import Span, busy, spans, summarise
+from moe_reduce.timeline import Span, batch_ends, busy, read_csv, spans, summarise
 
 
 def trace(*events: tuple[str, str, float, float]) -> dict:
@@ -33,3 +33,20 @@ def test_summary_idle_between_kernels():
                               ("cuda_runtime", "cudaLaunchKernel", 1.0, 3.0))))
     assert (s.device_busy_us, s.device_span_us, s.device_idle_us, s.host_api_us, s.kernels) == \
         pytest.approx((10.0, 25.0, 15.0, 3.0, 2))
+
+
+def test_read_csv_filters_and_orders(tmp_path):
+    """Rows whose extra columns match become Spans in start order; others are left out."""
+    path = tmp_path / "t.csv"
+    path.write_text("case,n_tokens,lane,kind,name,start_us,dur_us\n"
+                    "a,1,device,kernel,k2,20.0,5.0\nb,1,device,kernel,x,0.0,1.0\na,1,host,runtime,cudaGraphLaunch,2.5,3.0\n")
+    assert read_csv(path, case="a") == [Span("host", "runtime", "cudaGraphLaunch", 2.5, 3.0),
+                                        Span("device", "kernel", "k2", 20.0, 5.0)]
+    assert read_csv(path, case="c") == []
+
+
+def test_batch_ends_every_calls_th_kernel():
+    """Batches of 2 kernels end at the 2nd and 4th kernel's end; copies and host calls are not counted."""
+    found = [Span("device", "kernel", "k", float(10 * i), 4.0) for i in range(5)]
+    found.insert(1, Span("device", "copy", "c", 1.0, 1.0))
+    assert batch_ends(found, 2) == [14.0, 34.0]

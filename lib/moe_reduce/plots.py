@@ -572,3 +572,31 @@ def time_model_figure(rows: dict[str, list[tuple[int, float, float]]], device: s
     fig.suptitle(f"launch + fixed + bytes / ceiling against the row kernel — {device}")
     legend(fig, 4)
     return fig
+
+
+LANES = {"kernel": ("#D55E00", "kernel"), "copy": ("#009E73", "copy or fill"), "fill": ("#009E73", "copy or fill"),
+         "runtime": ("#0072B2", "CUDA runtime call"), "driver": ("#56B4E9", "CUDA driver call")}
+
+
+@styled
+def timeline_figure(cases: dict[str, tuple[list, float, float]], device: str) -> Figure:
+    """One panel per case (`cases`: label -> (timeline Spans, window start µs, window end µs)): host API calls
+    above, device activities below, µs from the window's start; white is where the lane does nothing."""
+    fig = Figure(figsize=(10.0, 1.25 * len(cases) + 1.0), layout="constrained")
+    axes = list(np.atleast_1d(fig.subplots(len(cases), 1)))
+    for ax, (label, (found, lo, hi)) in zip(axes, cases.items()):
+        for lane, y in (("host", 1), ("device", 0)):
+            for kind in sorted({s.kind for s in found if s.lane == lane}):
+                bars = [(s.start_us - lo, s.dur_us) for s in found
+                        if s.lane == lane and s.kind == kind and s.start_us < hi and s.start_us + s.dur_us > lo]
+                colour, name = LANES[kind]
+                ax.broken_barh(bars, (y - 0.35, 0.7), color=colour, label=name)
+        ax.set_xlim(0, hi - lo)
+        ax.set_yticks([0, 1], ["device", "host API"])
+        ax.set_ylim(-0.6, 1.6)
+        ax.set_title(label, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("µs from the window's start")
+    fig.suptitle(f"CUPTI timelines (torch.profiler, host activities on) — {device}")
+    legend(fig, 4)
+    return fig

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import latency
+from . import latency, timeline
 from .results import Row, Run, newest
 
 PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-05-probes"
@@ -19,6 +19,7 @@ REPEAT_SWEEPS = [SMALL_0612 / p for p in ("repeat-tokens", "repeat-tokens-2")]  
 STORE_SWEEP = SMALL_0612 / "repeat-tokens-3"  # kernel_auto and Triton, with the store kernels in empty_gpu_us
 GRAPHS_FILE = SMALL_0612 / "graphs" / "graphs.json"  # results/device-2026-12-06-graphs.py on an H100
 PARAMS_FILE = SMALL_0612 / "params" / "params.json"  # results/device-2026-12-06-params.py on an H100
+GAP_RUN = PROBES.parent / "nvidia-h100-2026-12-06-gap"  # results/device-2026-12-06-gap.py on an H100
 NCU_TOKENS = (1, 16, 64, 1024)  # the order round1.py profiled in (its NCU_TOKENS and NCU_CANDS)
 NCU_CANDS = ("scalar_k", "vec_k", "b4", "b4_slow", "b16")
 NCU_FIELDS = ("duration_ns", "dram_read_bytes", "dram_write_bytes", "ld_sectors", "ld_requests", "waves",
@@ -225,3 +226,29 @@ def model_rows(run: Run, impl: str = "kernel_row", top_k: int = 8) -> list[tuple
     model = fit_time_model(run, impl, top_k)
     rows = sorted(run.select(impl=impl, top_k=top_k, h=2048), key=lambda r: r.n_tokens)
     return [(r.n_tokens, r.gpu_us, model.us(r.bytes)) for r in rows]
+
+
+def gap_rows(folder: Path = GAP_RUN) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """gap.json's rows by (impl, dtype, n_tokens), each with `gap_us` and `gap_long_us`: wall − GPU µs per call
+    with the 10-ms and the 50-ms batches."""
+    return {(r["impl"], r["dtype"], r["n_tokens"]): r | {"gap_us": r["wall_us"] - r["gpu_us"],
+                                                         "gap_long_us": r["wall_long_us"] - r["gpu_us"]}
+            for r in load_json("gap.json", folder)["rows"]}
+
+
+def timeline_cases(before_us: float = 400, after_us: float = 800, one_token_us: float = 2000
+                   ) -> dict[str, tuple[list[timeline.Span], float, float]]:
+    """Lesson 05's timeline panels: at 8192 tokens (float32, gap run) ours and eager Triton around the end of their
+    first timed batch; at one token (the 2026-12-05 probes) ours, eager Triton and Triton in a CUDA graph from just
+    before their first kernel."""
+    rows, cases = gap_rows(), {}
+    for impl, label in (("kernel_auto", "ours (MLX)"), ("triton", "Triton, eager")):
+        found = timeline.read_csv(GAP_RUN / "gap_timeline.csv", impl=impl, dtype="float32", n_tokens="8192")
+        end = timeline.batch_ends(found, rows[(impl, "float32", 8192)]["calls"])[0]
+        cases[f"{label}, 8192 tokens: one timed batch ends, the next begins"] = (found, end - before_us, end + after_us)
+    for case, label in (("ours (MLX)", "ours (MLX)"), ("triton", "Triton, eager"),
+                        ("triton in a CUDA graph", "Triton in a CUDA graph")):
+        found = timeline.read_csv(PROBES / "timeline.csv", case=case, n_tokens="1")
+        first = min(s.start_us for s in found if s.kind == "kernel")
+        cases[f"{label}, 1 token: chained calls"] = (found, first - 20, first - 20 + one_token_us)
+    return cases

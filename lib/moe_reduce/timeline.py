@@ -3,6 +3,7 @@ runtime and driver (launches, graph launches, syncs) and when the device ran eac
 05 draws it to show where the device idles and where the host is the limit."""
 from __future__ import annotations
 
+import csv
 import json
 import tempfile
 from dataclasses import dataclass
@@ -87,3 +88,18 @@ def summarise(found: list[Span]) -> Summary:
     span = max(e for _, e in dev) - min(s for s, _ in dev) if dev else 0.0
     on = busy(dev)
     return Summary(on, span, span - on, busy(host), sum(1 for s in found if s.kind == "kernel"))
+
+
+def read_csv(path: Path, **match: str) -> list[Span]:
+    """The spans of a committed timeline CSV (one Span per row, extra columns naming the case) whose columns
+    equal every `match` value, in start order."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if all(r[k] == v for k, v in match.items())]
+    return sorted((Span(r["lane"], r["kind"], r["name"], float(r["start_us"]), float(r["dur_us"])) for r in rows),
+                  key=lambda s: s.start_us)
+
+
+def batch_ends(found: list[Span], calls: int) -> list[float]:
+    """End times of every `calls`-th kernel: where one timed batch's device work ends."""
+    ks = [s for s in found if s.kind == "kernel"]
+    return [ks[i].start_us + ks[i].dur_us for i in range(calls - 1, len(ks), calls)]
