@@ -191,11 +191,15 @@ WRONG.update({
 })
 # Lesson 05: wrong answers computed from the committed H100 probes.
 HOST, GPU1 = lesson05.host_us(), lesson05.gpu_us(1)
+BATCH = lesson05.batch_row()
 WRONG.update({
     "chained_wall": [(HOST + GPU1, r"so the two do not add"), (GPU1, r"the GPU alone is not the pace"),
                      ("9", r"expected a number of µs"), (3 * HOST, r"is not within 5% of the prediction")],
-    "old_idle": [(lesson05.GROUP * HOST, r"fewer than the group"), (HOST, r"that is the new hand-over"),
-                 (-1.0, r"expected a number of µs")],
+    "batch_cost": [(BATCH["gap_us"], r"keeps the cost per call the same"),
+                   (BATCH["gap_us"] * BATCH["calls"], r"one whole batch's cost"),
+                   (BATCH["gap_us"] * BATCH["calls_long"] / BATCH["calls"], r"more thinly, not less"),
+                   (BATCH["gap_long_us"], r"that is the measured value"), (-1.0, r"expected a number of µs"),
+                   (lesson05.batch_solution() * 1.5, r"not within 5% of the prediction")],
     "little_turn": [(lesson05.turn_solution() * 40996 / (40996 + 4096), r"counts the output's write"),
                     (lesson05.turn_solution() * 145 / probes.first_read_ns(), r"re-read latency"),
                     (lesson05.turn_solution() / 2, r"float32's bytes"), ("27", r"expected a number of tokens"),

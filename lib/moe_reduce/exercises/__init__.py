@@ -88,9 +88,9 @@ EXERCISES = {e.name: e for e in [
     Exercise("chained_wall", "05", "3. Host cost per call",
              f"predict µs per call of 64 chained one-token calls ({lesson05.DTYPE}, {lesson05.KERNEL}) from host cost "
              "and GPU time", lesson05.check_wall, lesson05.wall_solution),
-    Exercise("old_idle", "05", "3. Host cost per call",
-             f"predict how long the GPU waits for its first kernel under the old hand-over, {lesson05.OLD_CALLS} calls",
-             lesson05.check_idle, lesson05.idle_solution),
+    Exercise("batch_cost", "05", "1. The timer",
+             "predict wall − GPU per call with 50-ms batches from the 10-ms row, if it is paid once per batch "
+             f"({', '.join(map(str, lesson05.BATCH_CASE))} tokens)", lesson05.check_batch, lesson05.batch_solution),
     Exercise("below_fixed", "05", "4. GPU time at small n",
              f"predict from bytes which of n_tokens {lesson05.BELOW_TOKENS} stay below the one-token GPU time",
              lesson05.check_below, lesson05.below_solution),

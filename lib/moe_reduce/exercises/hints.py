@@ -46,8 +46,8 @@ HINTS = {
                   "read a slot another group wrote?",
     "chained_wall": "64 calls go to the GPU in one async_eval: while the GPU runs one kernel, the host is already "
                     "building the next call. Two pipelined stages: which one sets the pace?",
-    "old_idle": "Under the old rule, when is the first call of a batch handed to the GPU? Count the calls built "
-                "before that moment and give each the host cost per call.",
+    "batch_cost": "If every 10-ms batch pays the same cost once, the row gives that cost as µs per call times its "
+                  "calls. A 50-ms batch pays it once too, shared by more calls.",
     "little_turn": "Multiply the run's ceiling (bytes per second) by a first read's latency (seconds): that many "
                    "bytes must be in flight. How many bytes must one token's call read?",
     "below_fixed": "For each n_tokens, count the bytes the call must move, turn them into µs at the datasheet "

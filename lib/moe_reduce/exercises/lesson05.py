@@ -1,5 +1,5 @@
 """Lesson 05's exercises, checked against the committed H100 small-call probes (moe_reduce.probes): a chained
-one-token call's wall time from host cost and GPU time, the GPU's wait under the old hand-over, which calls
+one-token call's wall time from host cost and GPU time, the timer's wall − GPU with longer batches, which calls
 the bytes alone would keep below the fixed cost, and where Little's law puts the turn from latency to
 bandwidth (then what the committed sweep shows there)."""
 from __future__ import annotations
@@ -7,14 +7,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import probes, results, timing
+from .. import probes, results
 from ..dtypes import ITEMSIZE
 from ..machine import DATASHEET_PEAKS
 from ..traffic import bytes_moved, bytes_read
 from .verdict import Verdict, failed, passed, unattempted
 
 API, KERNEL, DTYPE, H, TOP_K = "moe_weighted_reduce", "scalar_k", "float32", 2048, 8
-OLD_CALLS, GROUP = 31, 64  # the old hand-over's batch at 8192 tokens in the probes, and its group
 BELOW_TOKENS = (4, 32, 256)
 PEAK_GBPS = DATASHEET_PEAKS["H100 SXM"][1] / 1e9
 TOLERANCE = 0.05  # relative
@@ -72,19 +71,44 @@ def check_wall(answer: Any) -> Verdict:
                   "the GPU alone is not the pace when it waits for the host": gpu_us(1)})
 
 
-# ------------------------------------------------------------------ the old hand-over
+# ------------------------------------------------------------------ a cost paid once per batch
 
-def idle_solution() -> float:
-    """Old hand-over: nothing reaches the GPU until min(GROUP, calls) calls are built, at host_us() each."""
-    return min(GROUP, OLD_CALLS) * host_us()
+BATCH_CASE = ("kernel_auto", "float32", 8192)  # a row of the gap run (probes.gap_rows)
 
 
-def check_idle(answer: Any) -> Verdict:
-    """µs the GPU waits for its first kernel under the old hand-over, batch of OLD_CALLS."""
-    first = next(j for j in range(1, OLD_CALLS + 1) if timing.hands_over(j, OLD_CALLS, GROUP))
-    return judge(answer, "set my_idle_us to µs.", idle_solution(),
-                 {f"the batch holds only {OLD_CALLS} calls, fewer than the group": GROUP * host_us(),
-                  "that is the new hand-over, which hands over at call 1": first * host_us()})
+def batch_row() -> dict[str, Any]:
+    """BATCH_CASE's row of the gap run: calls and wall − GPU µs with 10-ms and 50-ms batches."""
+    return probes.gap_rows()[BATCH_CASE]
+
+
+def batch_solution() -> float:
+    """If all of wall − GPU were paid once per batch: the 10-ms batch's total, spread over a 50-ms batch's calls."""
+    r = batch_row()
+    return r["gap_us"] * r["calls"] / r["calls_long"]
+
+
+def check_batch(answer: Any) -> Verdict:
+    """wall − GPU µs per call with 50-ms batches, predicted from the 10-ms row; a pass compares it with the
+    measurement."""
+    r = batch_row()
+    right, measured = batch_solution(), r["gap_long_us"]
+    if answer is None:
+        return unattempted("set my_batch_us to µs per call.")
+    if not number(answer) or answer < 0:
+        return failed(f"expected a number of µs (0 or more), got {answer!r}")
+    if close(answer, right):
+        return passed(f"{answer:.2f} µs, within {TOLERANCE:.0%} of {right:.2f} µs. Measured with {r['calls_long']}-call "
+                      f"batches: {measured:.2f} µs, {measured - right:+.2f} µs from the prediction. Most of the gap "
+                      "is paid once per batch, not all: the rest is paid per call or grows with the batch, and these "
+                      "files do not say which.")
+    slips = {"that keeps the cost per call the same; a cost paid once per batch is shared by the batch's calls":
+             r["gap_us"],
+             "that is one whole batch's cost; share it among the calls of a 50-ms batch": r["gap_us"] * r["calls"],
+             "more calls per batch share a per-batch cost more thinly, not less": r["gap_us"] * r["calls_long"] / r["calls"],
+             "that is the measured value; predict it from the 10-ms row alone": measured}
+    slip = next((what for what, value in slips.items() if close(answer, value)), None)
+    return failed(f"{answer!r} µs: {slip}." if slip else f"{answer!r} µs is not within {TOLERANCE:.0%} of the "
+                  "prediction: what does one 10-ms batch pay in all, and how many calls share it in a 50-ms batch?")
 
 
 # ------------------------------------------------------------------ below the fixed cost?
