@@ -18,6 +18,12 @@ LINE = 128  # bytes between the elements a chain visits: one load per cache line
 FOOTPRINTS = (1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30)  # bytes the chain spreads over
 STEPS = (2048, 8192)  # two chain lengths: the time difference over the step difference is one load's latency
 REPEATS = 5  # launches per timed set (kernel_us runs as many untimed first)
+# Pointer chases published by others, not measured here: label -> (cycles per load, the clock in MHz the source
+# gives). te42kyfo/gpu-benches gpu-latency/h100_pcie.txt (an H100 PCIe at 1755 MHz; its last row, 1.5 GB, and the
+# plateau its rows hold from 0.4 to 20 MB); caps-tum/mt4g sample_results/"NVIDIA H100 80GB HBM3"/README.md (the
+# means of its "main" and "l2" p-chases; 1980 MHz is the clock the card reports, not one read during the run).
+PUBLISHED = {"H100 PCIe, gpu-benches, 1.5 GB": (658.4, 1755), "H100 PCIe, gpu-benches, 0.4-20 MB": (265.5, 1755),
+             "H100 SXM, mt4g, main memory": (834.476, 1980), "H100 SXM, mt4g, L2": (219.345, 1980)}
 
 
 @dataclass(frozen=True)
