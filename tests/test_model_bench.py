@@ -24,12 +24,13 @@ def test_quick_run_writes_every_case(tmp_path):
     plan, n_variants = model_bench.QUICK, len(model_bench.VARIANTS)
     checks = table(tmp_path, "checks")
     assert {(r["model"], r["fuse_norm"]) for r in checks} == {(m, f) for m in CONFIGS for f in ("False", "True")}
-    assert all(r["passed"] == "True" and not r["error"] for r in checks)
+    assert all(r["passed"] == "True" and not r["error"] and r["mlx_enable_tf32"] == "0" for r in checks)
     steps = table(tmp_path, "steps")
     assert len(steps) == len(model_bench.TIMED) * len(plan.dtypes) * n_variants * (1 + len(plan.prefills))
     assert all(not r["error"] and float(r["wall_us"]) > 0 and int(r["ops"]) > 0 for r in steps)
     decode = [r for r in steps if r["case"] == "decode"]
     assert decode and all(0 < float(r["host_us"]) <= float(r["wall_us"]) for r in decode)
+    assert all(float(r["wall_min_us"]) <= float(r["wall_us"]) <= float(r["wall_max_us"]) for r in decode)
     assert all(r["host_us"] == "" for r in steps if r["case"] != "decode")
     parts = table(tmp_path, "components")
     per_model = (1 + len(plan.prefills)) * (5 + 5 + 3)  # unpatched and patched: 5 parts; fused: 3
@@ -37,6 +38,7 @@ def test_quick_run_writes_every_case(tmp_path):
     assert all(not r["error"] for r in parts)
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta["failed"] == 0 and meta["plan"]["tiny"] and meta["versions"]["mlx_lm"]
+    assert meta["checks_env"] == model_bench.CHECKS_ENV
 
 
 def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -53,7 +55,8 @@ def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_bad_out_is_refused_before_measuring(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(model_bench, "run_checks", lambda *_a: pytest.fail("measured with a bad --out"))
+    for name in ("run_checks", "run_checks_child"):
+        monkeypatch.setattr(model_bench, name, lambda *_a: pytest.fail("measured with a bad --out"))
     (tmp_path / "a_file").write_text("")
     with pytest.raises(SystemExit) as exit_info:
         model_bench.main(["--quick", "--out", str(tmp_path / "a_file" / "run")])

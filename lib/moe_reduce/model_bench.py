@@ -3,14 +3,15 @@
 
 1. Checks: each supported model type at its published widths (model_configs, 2 layers), patched against
    unpatched (model_check): float32 and, against a float32 run of the same weights, bfloat16; with and
-   without fuse_norm.
+   without fuse_norm; in a child process with MLX's TF32 matmuls off (CHECKS_ENV).
 2. Timing, every variant (unpatched, patched, patched with fuse_norm) in the same process: 4-layer models at
    Qwen3-30B-A3B's widths (no shared expert) and Qwen1.5-MoE-A2.7B's (a gated shared expert), bfloat16 and
    float32. Qwen3-Next is checked but not timed: on CUDA and the CPU mlx-lm runs its linear attention as a
    Python loop of ops over the tokens (gated_delta_ops), which would dominate every figure.
    - decode: one token after 512 cached (the cache grows by the steps timed), steps chained as mlx-lm's
      generate chains them (the next step queued with mx.async_eval before the token before it is read),
-     with the LM head: wall time per step, the host's time per step in building and handing it over,
+     with the LM head: wall time per step (median, min and max of 5 timings of 32 steps), the host's time
+     per step in building and handing it over,
      GPU time per step, every kernel's GPU time and calls per step, and the MLX ops of one step's graph;
    - prefill of 512 and 4096 tokens into a fresh cache, up to the final norm (no LM head);
    - components of layer 0 at 1, 512 and 4096 tokens: the MoE block, the combine, the combine with the
@@ -27,8 +28,11 @@ import contextlib
 import csv
 import io
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -50,6 +54,9 @@ from .model_configs import CONFIGS, build_model
 
 TIMED = ("Qwen3-30B-A3B", "Qwen1.5-MoE-A2.7B")
 VARIANTS = {"unpatched": None, "patched": False, "fused": True}  # variant: fuse_norm (None: not patched)
+# The checks' environment, set in a child process (MLX reads it once): float32 matmuls in float32 on CUDA. With MLX's
+# default TF32 they move float32 logits by 1.5e-4 to 2.6e-4 patched or not (results/nvidia-h100-2026-12-05-tf32).
+CHECKS_ENV = {"MLX_ENABLE_TF32": "0"}
 LOW_PRECISION_SLACK = 1.25  # a low-precision patched model may be this much farther from float32 than unpatched
 # Kernel categories by name: the first pattern found in the lower-cased name decides; raw names are kept too.
 CATEGORIES = (("moe_weighted_reduce", "ours: combine"), ("moe_combine_rmsnorm", "ours: combine+norm"),
@@ -73,13 +80,14 @@ class Plan:
     prefills: tuple[int, ...] = (512, 4096)
     warmup: int = 3
     wall_steps: int = 32
+    decode_rounds: int = 5  # timings of wall_steps chained steps per decode case: median, min and max
     gpu_steps: int = 8
     prefill_calls: int = 3
     component_calls: int = 8
 
 
 QUICK = Plan(tiny=True, dtypes=("float32",), check_prompt=8, timed_layers=2, cached=16, prefills=(16, 32), warmup=1,
-             wall_steps=3, gpu_steps=2, prefill_calls=1, component_calls=2)
+             wall_steps=3, decode_rounds=2, gpu_steps=2, prefill_calls=1, component_calls=2)
 
 
 class Tables:
@@ -193,13 +201,13 @@ def add_kernels(tables: Tables, row: dict, names: dict[str, tuple[float, float]]
 
 
 def check_row(model: nn.Module, prompt: mx.array, fuse_norm: bool, backend: str, ref) -> dict:
-    """model_check.agreement as a row, with whether it passes the issue's bounds."""
+    """model_check.agreement as a row, with whether it passes the issue's bounds and the process's TF32 setting."""
     a = agreement(model, prompt, fuse_norm=fuse_norm, backend=backend, ref=ref)
     if ref is None:
         passed = a.distance <= 1e-4 and a.same_tokens
     else:
         passed = a.same_tokens and a.patched_to_ref <= LOW_PRECISION_SLACK * a.unpatched_to_ref
-    return {**asdict(a), "passed": passed}
+    return {**asdict(a), "passed": passed, "mlx_enable_tf32": os.environ.get("MLX_ENABLE_TF32", "")}
 
 
 def run_checks(tables: Tables, plan: Plan, backend: str) -> None:
@@ -220,6 +228,24 @@ def run_checks(tables: Tables, plan: Plan, backend: str) -> None:
                         lambda: check_row(model, prompt, fuse, backend, None if dtype == "float32" else ref))
             del model
             mx.clear_cache()
+
+
+def run_checks_child(tables: Tables, quick: bool) -> None:
+    """run_checks in a child process under CHECKS_ENV, its rows added to this run's checks table; a child that
+    fails is recorded as one failed row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "moe_reduce.model_bench", "--out", tmp, "--checks-only",
+               "--budget-s", str(max(0.0, tables.budget_s - tables.seconds()))] + (["--quick"] if quick else [])
+        path = os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])
+        done = subprocess.run(cmd, env=os.environ | CHECKS_ENV | {"PYTHONPATH": path}, capture_output=True, text=True)
+        print(done.stdout, end="", flush=True)
+        found = Path(tmp) / "checks.csv"
+        if done.returncode != 0 or not found.exists():
+            failed(tables, "checks", {"model": "all"}, RuntimeError(f"the checks' child process exited "
+                                                                    f"{done.returncode}: {done.stderr[-300:]}"))
+            return
+        with open(found, newline="") as f:
+            tables.add("checks", *csv.DictReader(f))
 
 
 # ---------------------------------------------------------------- 2. timing
@@ -243,7 +269,8 @@ def chained_steps(step: Callable[[mx.array], mx.array], y: mx.array, n: int) -> 
 
 
 def measure_decode(tables: Tables, row: dict, model: nn.Module, plan: Plan) -> dict:
-    """Decode after plan.cached tokens: wall µs, GPU µs, kernels and ops per step; each kernel's row in kernels."""
+    """Decode after plan.cached tokens: wall and host µs per step (median, min and max over plan.decode_rounds
+    timings), GPU µs, kernels and ops per step; each kernel's row in kernels."""
     cache = make_prompt_cache(model)
     prompt = tokens(plan.cached, model.args.vocab_size)
     model(prompt[None], cache=cache)
@@ -260,11 +287,17 @@ def measure_decode(tables: Tables, row: dict, model: nn.Module, plan: Plan) -> d
     nxt = step(y)
     ops = graph_ops(nxt)
     mx.eval(nxt)
-    wall, host, y = chained_steps(step, nxt, plan.wall_steps)
+    y, walls, hosts = nxt, [], []
+    for _ in range(plan.decode_rounds):
+        wall, host, y = chained_steps(step, y, plan.wall_steps)
+        walls.append(wall * 1e6)
+        hosts.append(host * 1e6)
     gpu, n_kernels, names = profile(lambda: chained_steps(step, y, plan.gpu_steps), plan.gpu_steps)
     add_kernels(tables, row, names)
-    return dict(wall_us=wall * 1e6, host_us=host * 1e6, gpu_us=gpu, kernels=n_kernels, ops=ops,
-                cached_last=plan.cached + plan.warmup + 1 + plan.wall_steps + plan.gpu_steps)
+    return dict(wall_us=statistics.median(walls), wall_min_us=min(walls), wall_max_us=max(walls),
+                host_us=statistics.median(hosts), host_min_us=min(hosts), host_max_us=max(hosts), gpu_us=gpu,
+                kernels=n_kernels, ops=ops,
+                cached_last=plan.cached + plan.warmup + 1 + plan.wall_steps * plan.decode_rounds + plan.gpu_steps)
 
 
 def measure_prefill(tables: Tables, row: dict, model: nn.Module, n: int, plan: Plan) -> dict:
@@ -374,7 +407,7 @@ def metadata_of(plan: Plan, backend: str, argv: list[str]) -> dict:
     return dict(command="python -m moe_reduce.model_bench " + " ".join(argv), date=date.today().isoformat(),
                 backend=backend, device=str(mx.default_device()), gpu=machine.gpu_name(), cpu=machine.cpu_name(),
                 versions={**machine.versions(), "mlx_lm": metadata.version("mlx-lm")}, plan=asdict(plan),
-                timed=list(TIMED), variants=VARIANTS, norm_rounding=NORM_ROUNDING,
+                timed=list(TIMED), variants=VARIANTS, norm_rounding=NORM_ROUNDING, checks_env=CHECKS_ENV,
                 configs=CONFIGS, low_precision_slack=LOW_PRECISION_SLACK)
 
 
@@ -385,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the CSV files and meta.json")
     parser.add_argument("--quick", action="store_true", help="tiny widths, few steps (a CPU test)")
     parser.add_argument("--no-checks", action="store_true", help="time only")
+    parser.add_argument("--checks-only", action="store_true",
+                        help="check only, in this process's environment (a run checks in a child under CHECKS_ENV)")
     parser.add_argument("--budget-s", type=float, default=240.0,
                         help="start no case after this many seconds; later cases are recorded as not run "
                              "(default: %(default)s)")
@@ -399,9 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     tables = Tables(args.out, args.budget_s)
     tables.log(f"backend {backend}, device {meta['device']}, gpu {meta['gpu']}")
-    if not args.no_checks:
+    if args.checks_only:
         run_checks(tables, plan, backend)
-    run_timing(tables, plan, backend)
+    else:
+        if not args.no_checks:
+            run_checks_child(tables, args.quick)
+        run_timing(tables, plan, backend)
     meta["seconds"] = round(tables.seconds(), 1)
     meta["failed"] = sum(bool(r.get("error")) for rows in tables.rows.values() for r in rows)
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
