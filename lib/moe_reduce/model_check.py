@@ -39,14 +39,18 @@ def distance(logits: np.ndarray, ref: np.ndarray) -> float:
 @dataclass(frozen=True)
 class Agreement:
     """Patched against unpatched: how many layers were patched; the logits' distance with the same tokens fed
-    (the unpatched run's greedy ones); whether greedy decoding picks the same tokens; and, given a float32 run
-    of the same weights, each version's distance to it with that run's tokens fed (else None)."""
+    (the unpatched run's greedy ones); whether greedy decoding picks the same tokens, and the first row where it
+    does not (else None); given a float32 run of the same weights, each version's distance to it with that run's
+    tokens fed, and in how many of those rows its top token is the float32 run's (else None)."""
 
     layers: int
     distance: float
     same_tokens: bool
     unpatched_to_ref: float | None = None
     patched_to_ref: float | None = None
+    first_difference: int | None = None
+    unpatched_ref_tokens: int | None = None
+    patched_ref_tokens: int | None = None
 
 
 def agreement(model: nn.Module, prompt: mx.array, *, fuse_norm: bool, backend: str = "auto",
@@ -54,9 +58,14 @@ def agreement(model: nn.Module, prompt: mx.array, *, fuse_norm: bool, backend: s
     """Compare the model patched (patch_mlx_lm with fuse_norm) with itself unpatched; `ref` is decode()'s result
     for a float32 copy of the model. The model is unpatched again afterwards."""
     logits, tokens = decode(model, prompt, steps)
-    unpatched_to_ref = distance(decode(model, prompt, steps, ref[1])[0], ref[0]) if ref else None
+    unpatched_ref = decode(model, prompt, steps, ref[1]) if ref else None
     with patched(model, fuse_norm=fuse_norm, backend=backend) as layers:
         fed_same = decode(model, prompt, steps, tokens)[0]
         own_tokens = decode(model, prompt, steps)[1]
-        patched_to_ref = distance(decode(model, prompt, steps, ref[1])[0], ref[0]) if ref else None
-    return Agreement(layers, distance(fed_same, logits), own_tokens == tokens, unpatched_to_ref, patched_to_ref)
+        patched_ref = decode(model, prompt, steps, ref[1]) if ref else None
+    first = next((i for i, (a, b) in enumerate(zip(own_tokens, tokens)) if a != b), None)
+    if ref is None:
+        return Agreement(layers, distance(fed_same, logits), own_tokens == tokens, first_difference=first)
+    hits = [sum(a == b for a, b in zip(run[1], ref[1])) for run in (unpatched_ref, patched_ref)]
+    return Agreement(layers, distance(fed_same, logits), own_tokens == tokens, distance(unpatched_ref[0], ref[0]),
+                     distance(patched_ref[0], ref[0]), first, *hits)
