@@ -552,10 +552,11 @@ def small_calls_figure(best: dict[tuple[str, str, int], dict], floor_us: float, 
 
 
 def time_model_figure(rows: dict[str, list[tuple[int, float, float]]], device: str) -> Figure:
-    """Left: measured GPU µs per call (points) and the model's (line) against n_tokens, per dtype (`rows`: dtype ->
-    (n_tokens, measured, model)), log-log. Right: the model's error, (model − measured) / measured, in %."""
+    """Left: measured GPU µs per call (points) and the model's (line) against n_tokens, per series (`rows`: a label
+    such as a dtype, up to four -> (n_tokens, measured, model)), log-log. Right: the model's error,
+    (model − measured) / measured, in %."""
     fig, (left, right) = panels(2, height=4.5)
-    for (dtype, pts), colour in zip(rows.items(), ("#0072B2", "#D55E00")):
+    for (dtype, pts), colour in zip(rows.items(), ("#0072B2", "#D55E00", "#009E73", "#CC79A7")):
         n, meas, model = (np.array(v) for v in zip(*pts))
         left.plot(n, meas, "o", ms=4, color=colour, label=f"{dtype}, measured")
         left.plot(n, model, "-", lw=1.5, color=colour, label=f"{dtype}, model")

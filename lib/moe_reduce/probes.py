@@ -103,14 +103,15 @@ def ncu_rows(folder: Path = PROBES) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- The row kernel's runs (issue 18)
 
-SMALL_DATE = "2026-12-05"  # the runs of our kernels and Triton after the row variant shipped
+SMALL_DATE = "2026-12-05"  # the H100's runs of our kernels and Triton after the row variant shipped
+SMALL_DATES = {"H100": SMALL_DATE, "H200": "2026-12-06"}  # each card's first such runs
 RESULTS = PROBES.parent
 
 
 def small_run(runs: Sequence[Run], card: str, dtype: str) -> Run | None:
-    """The committed combine run of SMALL_DATE on a card (its name in the GPU's) in a dtype that times kernel_row;
-    None if there is none."""
-    found = [r for r in runs if r.meta["date"] == SMALL_DATE and "kernel_row" in r.meta["impls"]]
+    """The committed combine run of the card's SMALL_DATES date (the card named as in the GPU's name) in a dtype
+    that times kernel_row; None if there is none."""
+    found = [r for r in runs if r.meta["date"] == SMALL_DATES[card] and "kernel_row" in r.meta["impls"]]
     return newest(found, card, dtype)
 
 
@@ -158,8 +159,9 @@ def param_durations(path: Path = PARAMS_FILE) -> dict[tuple[str, bool, int], flo
 
 
 def smallcalls(card: str) -> dict[str, Any] | None:
-    """results/nvidia-<card>-SMALL_DATE-small/smallcalls.json (card "h100" or "h200"); None if not committed."""
-    path = RESULTS / f"nvidia-{card.lower()}-{SMALL_DATE}-small" / "smallcalls.json"
+    """results/nvidia-<card>-<its SMALL_DATES date>-small/smallcalls.json (card "h100" or "h200"); None if not
+    committed."""
+    path = RESULTS / f"nvidia-{card.lower()}-{SMALL_DATES[card.upper()]}-small" / "smallcalls.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
