@@ -110,3 +110,14 @@ def test_timeline_cases_frame_a_batch_end(tmp_path):
         assert any(s.kind == "kernel" and lo <= s.start_us < hi for s in found), label
     fig = plots.timeline_figure(cases, "test card")
     assert len(fig.axes) == 5
+
+
+def test_ncu16k_rows_named_by_order_and_checked(tmp_path):
+    """The 16384-token counters carry impl and dtype by their place; a row out of place is refused."""
+    rows = probes.ncu16k_rows()
+    assert [(r["impl"], r["dtype"]) for r in rows] == list(probes.NCU16K_ORDER)
+    assert all(r["dram_read_bytes"] > 0 for r in rows)
+    lines = (probes.GAP_RUN / "ncu16k.csv").read_text().splitlines()
+    (tmp_path / "ncu16k.csv").write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
+    with pytest.raises(ValueError, match="is not kernel_auto float32"):
+        probes.ncu16k_rows(tmp_path)

@@ -230,6 +230,25 @@ def model_rows(run: Run, impl: str = "kernel_row", top_k: int = 8) -> list[tuple
     return [(r.n_tokens, r.gpu_us, model.us(r.bytes)) for r in rows]
 
 
+NCU16K_ORDER = (("kernel_auto", "float32"), ("triton", "float32"), ("kernel_auto", "bfloat16"), ("triton", "bfloat16"))
+
+
+def ncu16k_rows(folder: Path = GAP_RUN) -> list[dict[str, Any]]:
+    """ncu16k.csv's rows at 16384 tokens, each named `impl` and `dtype` by its place in NCU16K_ORDER (the order
+    device-2026-12-06-gap.py profiled in; MLX's range labels are not ours); ValueError if a kernel's name does not
+    fit its place."""
+    with open(folder / "ncu16k.csv", newline="") as f:
+        rows = [{k: (float(v) if k in NCU_FIELDS else v) for k, v in r.items()} for r in csv.DictReader(f)]
+    if len(rows) != len(NCU16K_ORDER):
+        raise ValueError(f"ncu16k.csv: expected {len(NCU16K_ORDER)} rows, got {len(rows)}")
+    for r, (impl, dtype) in zip(rows, NCU16K_ORDER):
+        mark = "combine_kernel" if impl == "triton" else ("bfloat16" if dtype == "bfloat16" else "_float_")
+        if mark not in r["kernel"]:
+            raise ValueError(f"ncu16k.csv: row {r['id']} ({r['kernel'][:50]}) is not {impl} {dtype}")
+        r.update(impl=impl, dtype=dtype, n_tokens=16384)
+    return rows
+
+
 def gap_rows(folder: Path = GAP_RUN) -> dict[tuple[str, str, int], dict[str, Any]]:
     """gap.json's rows by (impl, dtype, n_tokens), each with `gap_us` and `gap_long_us`: wall − GPU µs per call
     with the 10-ms and the 50-ms batches."""
