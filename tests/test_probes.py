@@ -105,11 +105,11 @@ def test_gap_rows_subtract_gpu_time():
 def test_timeline_cases_frame_a_batch_end(tmp_path):
     """The 8192-token windows hold the batch's last kernel end at `before_us`, and the figure draws every case."""
     cases = probes.timeline_cases(before_us=300, after_us=500)
-    assert len(cases) == 5
+    assert len(cases) == 6
     for label, (found, lo, hi) in cases.items():
         assert any(s.kind == "kernel" and lo <= s.start_us < hi for s in found), label
     fig = plots.timeline_figure(cases, "test card")
-    assert len(fig.axes) == 5
+    assert len(fig.axes) == 6
 
 
 def test_ncu16k_rows_named_by_order_and_checked(tmp_path):

@@ -260,13 +260,17 @@ def gap_rows(folder: Path = GAP_RUN) -> dict[tuple[str, str, int], dict[str, Any
 def timeline_cases(before_us: float = 400, after_us: float = 800, one_token_us: float = 2000
                    ) -> dict[str, tuple[list[timeline.Span], float, float]]:
     """Lesson 05's timeline panels: at 8192 tokens (float32, gap run) ours and eager Triton around the end of their
-    first timed batch; at one token (the 2026-12-05 probes) ours, eager Triton and Triton in a CUDA graph from just
-    before their first kernel."""
+    first timed batch, and Triton in a CUDA graph (the 2026-12-05 probes); at one token (those probes) ours, eager
+    Triton and Triton in a CUDA graph; each graph panel from just before its first kernel."""
     rows, cases = gap_rows(), {}
     for impl, label in (("kernel_auto", "ours (MLX)"), ("triton", "Triton, eager")):
         found = timeline.read_csv(GAP_RUN / "gap_timeline.csv", impl=impl, dtype="float32", n_tokens="8192")
         end = timeline.batch_ends(found, rows[(impl, "float32", 8192)]["calls"])[0]
         cases[f"{label}, 8192 tokens: one timed batch ends, the next begins"] = (found, end - before_us, end + after_us)
+    found = timeline.read_csv(PROBES / "timeline.csv", case="triton in a CUDA graph", n_tokens="8192")
+    first = min(s.start_us for s in found if s.kind == "kernel")
+    cases["Triton in a CUDA graph, 8192 tokens: chained calls (2026-12-05)"] = (found, first - 20,
+                                                                               first - 20 + before_us + after_us)
     for case, label in (("ours (MLX)", "ours (MLX)"), ("triton", "Triton, eager"),
                         ("triton in a CUDA graph", "Triton in a CUDA graph")):
         found = timeline.read_csv(PROBES / "timeline.csv", case=case, n_tokens="1")
