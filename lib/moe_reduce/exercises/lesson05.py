@@ -177,9 +177,13 @@ def check_turn(answer: Any) -> Verdict:
     b, lat, per_token = turn_parts()
     right = b * lat / per_token  # turn_solution(), without loading the runs again
     if close(answer, right):
-        return passed(f"{answer:g} tokens, within {TOLERANCE:.0%} of {right:.1f}. The committed sweep: the GPU time "
-                      "hardly grows up to 16 tokens, and from 64 tokens each added token costs about what its bytes "
-                      "cost at the ceiling; the turn falls between the two.")
+        gpu = {n: us for n, us, _ in probes.model_rows(probes.small_run(results.load_runs(results.find_results()),
+                                                                        "H100", TURN_DTYPE))}
+        late = (gpu[256] - gpu[64]) / 192 * 1e3
+        return passed(f"{answer:g} tokens, within {TOLERANCE:.0%} of {right:.1f}. The committed sweep (row, H100): "
+                      f"from 1 to 16 tokens the GPU time grows {gpu[16] - gpu[1]:.2f} µs; from 64 to 256 each added "
+                      f"token costs {late:.0f} ns, its reads {per_token / b * 1e9:.0f} ns at B. The turn falls "
+                      "between the two, around the prediction.")
     slips = {"that counts the output's write too; the question is about the bytes a call reads":
              b * lat / (per_token + H * ITEMSIZE[TURN_DTYPE]),
              "that uses the re-read latency (an L2 hit); after the flush the call's loads are first reads":
