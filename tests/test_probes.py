@@ -121,3 +121,11 @@ def test_ncu16k_rows_named_by_order_and_checked(tmp_path):
     (tmp_path / "ncu16k.csv").write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
     with pytest.raises(ValueError, match="is not kernel_auto float32"):
         probes.ncu16k_rows(tmp_path)
+
+
+def test_write_dram16k_csv_reads_back_as_dram_points(tmp_path):
+    """The 16384-token counters as roofline points: the committed file is what the writer gives, labels and all."""
+    shutil.copy(probes.GAP_RUN / "ncu16k.csv", tmp_path / "ncu16k.csv")
+    points = plots.read_dram_counters(probes.write_dram16k_csv(tmp_path))
+    assert [p.label for p in points] == ["kernel_scalar_k", "triton", "kernel_vec", "triton"]
+    assert (tmp_path / probes.DRAM_FILE).read_text() == (probes.GAP_RUN / probes.DRAM_FILE).read_text()

@@ -249,6 +249,23 @@ def ncu16k_rows(folder: Path = GAP_RUN) -> list[dict[str, Any]]:
     return rows
 
 
+def write_dram16k_csv(folder: Path = GAP_RUN, gpu: str = "NVIDIA H100 80GB HBM3") -> Path:
+    """Write folder/DRAM_FILE from ncu16k.csv (ncu16k_rows) for plots.read_dram_counters: our rows labelled by the
+    variant the card's launch table runs at 16384 tokens (what `auto` launched), Triton's as triton."""
+    from .launch_table import choose
+
+    rows = [{"label": "triton" if r["impl"] == "triton"
+             else f"kernel_{choose('cuda', gpu, r['dtype'], r['n_tokens'], 2048, 8).variant}",
+             "n_tokens": r["n_tokens"], "dtype": r["dtype"], "dram_bytes": r["dram_read_bytes"] + r["dram_write_bytes"],
+             "gpu_time_ns": r["duration_ns"]} for r in ncu16k_rows(folder)]
+    path = folder / DRAM_FILE
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
 def gap_rows(folder: Path = GAP_RUN) -> dict[tuple[str, str, int], dict[str, Any]]:
     """gap.json's rows by (impl, dtype, n_tokens), each with `gap_us` and `gap_long_us`: wall − GPU µs per call
     with the 10-ms and the 50-ms batches."""
