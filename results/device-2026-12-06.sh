@@ -13,6 +13,7 @@
 #   placement: results/device-2026-12-06-placement.py (inputs in managed vs device memory, CUDA graphs on/off)
 #   gap:       results/device-2026-12-06-gap.py gap (bench's wall-minus-GPU gap at 2048-16384 tokens: long batches, timelines)
 #   ncu16k:    results/device-2026-12-06-gap.py ncu (Nsight Compute counters at 16384 tokens)
+#   ncu:       results/nvidia-h100-2026-12-05-probes/round1.py env ncu (counters at 1, 16, 64, 1024 tokens, as 05 part 5 reads)
 # Each step's files and log are packed into $OUT/<step>.tgz when it ends (the device returns few files).
 # A table tuned by an earlier call on the same warm machine (bench-runs/state/, git-ignored) is installed first.
 set -u
@@ -20,7 +21,7 @@ export PYTHONPATH=lib PYTHONUNBUFFERED=1
 STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=260 [bench-bfloat16]=260 [probes]=120 [fused]=160
                   [model]=230 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120
-                  [gap]=200 [ncu16k]=200)
+                  [gap]=200 [ncu16k]=200 [ncu]=240)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
 run_step() {
     case $1 in
@@ -38,6 +39,7 @@ run_step() {
         graphs) mkdir -p "$OUT/graphs" && OUT=$OUT/graphs python3 results/device-2026-12-06-graphs.py ;;
         params) mkdir -p "$OUT/params" && OUT=$OUT/params python3 results/device-2026-12-06-params.py ;;
         gap) mkdir -p "$OUT/gap" && OUT=$OUT/gap python3 results/device-2026-12-06-gap.py gap ;;
+        ncu) mkdir -p "$OUT/ncu" && OUT=$OUT/ncu python3 results/nvidia-h100-2026-12-05-probes/round1.py env ncu ;;
         ncu16k) mkdir -p "$OUT/ncu16k" && OUT=$OUT/ncu16k python3 results/device-2026-12-06-gap.py ncu ;;
         gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
     esac
