@@ -17,7 +17,6 @@ import csv
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -135,24 +134,14 @@ def step_ncu_target() -> None:
             sync = (lambda out: mx.eval(out) or mx.synchronize()) if impl.backend == "cuda" else \
                 (lambda out: torch.cuda.synchronize())
             todo.append((f"{impl.name} {dtype} n=16384", lambda fn=fn, a=a, sync=sync: sync(fn(*a))))
-    for _, run in todo:  # compile, autotune and warm up outside the measured ranges
-        for _ in range(3):
-            run()
-    for label, run in todo:
-        with counters.counted(label):
-            run()
+    counters.count_each(todo)
 
 
 def step_ncu() -> None:
     """ncu over step_ncu_target in a child process; the rows as ncu16k.csv."""
-    ncu = counters.ncu_binary()
-    if ncu is None:
-        raise RuntimeError("no ncu")
+    ncu = counters.require_ncu()
     report = OUT / "ncu16k"
-    cmd = counters.command(ncu, [sys.executable, __file__, "ncu_target"], report)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": "lib"})
-    (OUT / "ncu16k_log.txt").write_text(done.stdout[-20000:] + "\n---\n" + done.stderr[-20000:])
-    rows = counters.read(ncu, report.with_suffix(".ncu-rep"))
+    rows = counters.profile(ncu, [sys.executable, __file__, "ncu_target"], report, OUT / "ncu16k_log.txt")
     with open(OUT / "ncu16k.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
         w.writeheader()

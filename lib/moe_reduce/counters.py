@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import os
 import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 # Metric -> column name. Every name is ncu's, for sm_90; values are read in base units (bytes, ns).
 METRICS = {
@@ -54,6 +55,34 @@ def counted(label: str) -> Iterator[None]:
         yield
     finally:
         torch.cuda.nvtx.range_pop()
+
+
+def require_ncu() -> str:
+    """ncu_binary(), or RuntimeError when there is none."""
+    found = ncu_binary()
+    if found is None:
+        raise RuntimeError("no ncu")
+    return found
+
+
+def count_each(todo: Sequence[tuple[str, Callable[[], Any]]], warmup: int = 3) -> None:
+    """The target's side: every (label, call) run `warmup` times outside any range (compiling, autotuning and
+    warming up where ncu does not look), then each once inside counted(label)."""
+    for _, call in todo:
+        for _ in range(warmup):
+            call()
+    for label, call in todo:
+        with counted(label):
+            call()
+
+
+def profile(ncu: str, target: list[str], report: Path, log: Path) -> list[dict]:
+    """Run the target under ncu (command) with lib/ on its PYTHONPATH, write the last 20,000 characters of its
+    stdout and stderr to `log`, and return the report's rows (read)."""
+    done = subprocess.run(command(ncu, target, report), capture_output=True, text=True,
+                          env=os.environ | {"PYTHONPATH": "lib"})
+    log.write_text(done.stdout[-20000:] + "\n---\n" + done.stderr[-20000:])
+    return read(ncu, report.with_suffix(".ncu-rep"))
 
 
 def command(ncu: str, target: list[str], report: Path, metrics: dict[str, str] = METRICS) -> list[str]:

@@ -376,24 +376,14 @@ def step_ncu_target() -> None:
         ta = case.sets(it.all_impls()[0], 1)[0]
         fn = compiled(dtype)
         todo.append((f"torch_compile {dtype} n=4096", lambda fn=fn, ta=ta: (fn(*ta), torch.cuda.synchronize())))
-    for _, run in todo:  # compile, autotune and warm up outside the measured ranges
-        for _ in range(3):
-            run()
-    for label, run in todo:
-        with counters.counted(label):
-            run()
+    counters.count_each(todo)
 
 
 def step_ncu() -> None:
-    ncu = counters.ncu_binary()
-    if ncu is None:
-        raise RuntimeError("no ncu")
+    ncu = counters.require_ncu()
     log("ncu", ncu, subprocess.run([ncu, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1])
     report = OUT / "ncu_round1"
-    cmd = counters.command(ncu, [sys.executable, __file__, "ncu_target"], report)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": "lib"})
-    (OUT / "ncu_log.txt").write_text(done.stdout[-20000:] + "\n---\n" + done.stderr[-20000:])
-    rows = counters.read(ncu, report.with_suffix(".ncu-rep"))
+    rows = counters.profile(ncu, [sys.executable, __file__, "ncu_target"], report, OUT / "ncu_log.txt")
     save_csv("ncu", rows)
     for r in rows:
         log(f"{r['label'][:44]:44s} {r.get('duration_ns', 0) / 1e3:8.2f} µs dram {r.get('dram_read_bytes', 0) / 1e6:8.2f} MB "
