@@ -187,15 +187,20 @@ def dram_rows(folder: Path = PROBES) -> list[dict[str, Any]]:
                     "gpu_time_ns": float(r["duration_ns"])} for r, dtype in zip(compiled, TORCH_COMPILE_ORDER)]
 
 
-def write_dram_csv(folder: Path = PROBES) -> Path:
-    """Write folder/DRAM_FILE from ncu.csv (dram_rows); returns its path."""
+def save_dram_rows(rows: list[dict[str, Any]], folder: Path) -> Path:
+    """Write rows of plots.read_dram_counters' columns as folder/DRAM_FILE; returns its path."""
     path = folder / DRAM_FILE
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["label", "n_tokens", "dtype", "dram_bytes", "gpu_time_ns"],
                            lineterminator="\n")
         w.writeheader()
-        w.writerows(dram_rows(folder))
+        w.writerows(rows)
     return path
+
+
+def write_dram_csv(folder: Path = PROBES) -> Path:
+    """Write folder/DRAM_FILE from ncu.csv (dram_rows); returns its path."""
+    return save_dram_rows(dram_rows(folder), folder)
 
 
 # ---------------------------------------------------------------- A model of GPU time per call (lesson 05, part 8)
@@ -258,12 +263,7 @@ def write_dram16k_csv(folder: Path = GAP_RUN, gpu: str = "NVIDIA H100 80GB HBM3"
              else f"kernel_{choose('cuda', gpu, r['dtype'], r['n_tokens'], 2048, 8).variant}",
              "n_tokens": r["n_tokens"], "dtype": r["dtype"], "dram_bytes": r["dram_read_bytes"] + r["dram_write_bytes"],
              "gpu_time_ns": r["duration_ns"]} for r in ncu16k_rows(folder)]
-    path = folder / DRAM_FILE
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    return save_dram_rows(rows, folder)
 
 
 def gap_rows(folder: Path = GAP_RUN) -> dict[tuple[str, str, int], dict[str, Any]]:
@@ -284,13 +284,13 @@ def timeline_cases(before_us: float = 400, after_us: float = 800, one_token_us: 
         found = timeline.read_csv(GAP_RUN / "gap_timeline.csv", impl=impl, dtype="float32", n_tokens="8192")
         end = timeline.batch_ends(found, rows[(impl, "float32", 8192)]["calls"])[0]
         cases[f"{label}, 8192 tokens: one timed batch ends, the next begins"] = (found, end - before_us, end + after_us)
-    found = timeline.read_csv(PROBES / "timeline.csv", case="triton in a CUDA graph", n_tokens="8192")
-    first = min(s.start_us for s in found if s.kind == "kernel")
-    cases["Triton in a CUDA graph, 8192 tokens: chained calls (2026-12-05)"] = (found, first - 20,
-                                                                               first - 20 + before_us + after_us)
-    for case, label in (("ours (MLX)", "ours (MLX)"), ("triton", "Triton, eager"),
-                        ("triton in a CUDA graph", "Triton in a CUDA graph")):
-        found = timeline.read_csv(PROBES / "timeline.csv", case=case, n_tokens="1")
+    chains = [("triton in a CUDA graph", "8192", "Triton in a CUDA graph, 8192 tokens: chained calls (2026-12-05)",
+               before_us + after_us)]
+    chains += [(case, "1", f"{label}, 1 token: chained calls", one_token_us)
+               for case, label in (("ours (MLX)", "ours (MLX)"), ("triton", "Triton, eager"),
+                                   ("triton in a CUDA graph", "Triton in a CUDA graph"))]
+    for case, n_tokens, label, width in chains:
+        found = timeline.read_csv(PROBES / "timeline.csv", case=case, n_tokens=n_tokens)
         first = min(s.start_us for s in found if s.kind == "kernel")
-        cases[f"{label}, 1 token: chained calls"] = (found, first - 20, first - 20 + one_token_us)
+        cases[label] = (found, first - 20, first - 20 + width)
     return cases
