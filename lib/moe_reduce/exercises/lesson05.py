@@ -4,6 +4,7 @@ the bytes alone would keep below the fixed cost, and where Little's law puts the
 bandwidth (then what the committed sweep shows there)."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -64,10 +65,15 @@ def wall_solution() -> float:
     return max(host_us(), gpu_us(1))
 
 
+@functools.cache
+def h100_sweep(dtype: str) -> results.Run:
+    """The H100's committed sweep of part 7 in a dtype (probes.small_run), read once."""
+    return probes.small_run(results.load_runs(results.find_results()), "H100", dtype)
+
+
 def sweep_wall_us() -> float:
     """KERNEL's wall µs per call at one token, top_k 8, in the H100's DTYPE sweep of part 7 (10-ms batches)."""
-    run = probes.small_run(results.load_runs(results.find_results()), "H100", DTYPE)
-    return probes.row_of(run, f"kernel_{KERNEL}", 1, TOP_K).median_us
+    return probes.row_of(h100_sweep(DTYPE), f"kernel_{KERNEL}", 1, TOP_K).median_us
 
 
 def check_wall(answer: Any) -> Verdict:
@@ -157,9 +163,8 @@ REREAD_NS = 145  # a re-read (L2 hit) in part 6's chase: 143.4-145.0 ns
 
 def turn_parts() -> tuple[float, float, int]:
     """B (bytes/s, the TURN_DTYPE run's GPU ceiling), L (s, a first read in the chase), reads per token."""
-    run = probes.small_run(results.load_runs(results.find_results()), "H100", TURN_DTYPE)
     per_token = bytes_read(1, TOP_K, H, TURN_DTYPE, True, "float32")
-    return run.meta["ceiling_gbps"]["gpu"] * 1e9, probes.first_read_ns() * 1e-9, per_token
+    return h100_sweep(TURN_DTYPE).meta["ceiling_gbps"]["gpu"] * 1e9, probes.first_read_ns() * 1e-9, per_token
 
 
 def turn_solution() -> float:
@@ -175,10 +180,9 @@ def check_turn(answer: Any) -> Verdict:
     if not number(answer) or answer <= 0:
         return failed(f"expected a number of tokens (above 0), got {answer!r}")
     b, lat, per_token = turn_parts()
-    right = b * lat / per_token  # turn_solution(), without loading the runs again
+    right = b * lat / per_token  # turn_solution()
     if close(answer, right):
-        gpu = {n: us for n, us, _ in probes.model_rows(probes.small_run(results.load_runs(results.find_results()),
-                                                                        "H100", TURN_DTYPE))}
+        gpu = {n: us for n, us, _ in probes.model_rows(h100_sweep(TURN_DTYPE))}
         late = (gpu[256] - gpu[64]) / 192 * 1e3
         return passed(f"{answer:g} tokens, within {TOLERANCE:.0%} of {right:.1f}. The committed sweep (row, H100): "
                       f"from 1 to 16 tokens the GPU time grows {gpu[16] - gpu[1]:.2f} µs; from 64 to 256 each added "
