@@ -27,7 +27,9 @@ def test_every_case_runs_and_is_summarised():
     """Each case runs (on whatever backend is here) and gets a median, min and max."""
     runs = hostcost.measure(repeats=2, calls=4, group=2)
     assert set(runs) == {"moe_weighted_reduce", "compiled call, no wrapper", "empty kernel, 5 inputs",
-                         "empty kernel, 5 inputs, 16 KiB more source", "empty kernel, 1 input", "mx.add", "x*w+y"}
+                         "empty kernel, 5 inputs, 16 KiB more source", "empty kernel, 5 inputs, reads 2 shapes",
+                         "empty kernel, 5 inputs, our template", "empty kernel, 5 inputs, our body's length",
+                         "empty kernel, 1 input", "mx.add", "x*w+y"}
     table = hostcost.summary(runs)
     for name, row in table.items():
         assert row["min"] <= row["median"] <= row["max"] and len(runs[name]) == 2, name

@@ -12,11 +12,16 @@ from typing import Callable
 import mlx.core as mx
 
 from . import kernels
-from .backends import make_kernel, pick_backend
+from .backends import make_kernel, pick_backend, without_comments
+from .dtypes import KERNEL_DTYPES
 from .impls import prepare_mlx
 from .inputs import CombineArgs, make_inputs
+from .validate import validate
 
 Step = Callable[[mx.array], mx.array]  # one call: the previous output in, this call's output out
+ONE_TOKEN_VARIANT = "row"  # what the launch tables run at one token, h 2048, top_k 8
+# a body that reads two of its inputs' shapes (so MLX passes them) and does nothing with them
+SHAPE_READS = "if (expert_w_shape[0] < 0 && y_expert_shape[1] < 0) {\n}\n"
 
 
 def per_call_us(step: Step, first: mx.array, calls: int = 640, group: int = 64) -> float:
@@ -33,19 +38,20 @@ def per_call_us(step: Step, first: mx.array, calls: int = 640, group: int = 64) 
 
 
 def empty_kernel(inputs: tuple[str, ...], shape: tuple[int, ...], threads: int, backend: str,
-                 compiled: bool, body: str = "") -> Callable[..., mx.array]:
-    """A custom kernel that does nothing (`body`: empty statements at most) over these inputs, one output of
-    `shape`, launched with one thread per output in threadgroups of `threads`; through mx.compile as our API
-    launches, or plain."""
-    kernel = make_kernel(f"empty_{len(body)}_" + "_".join(inputs), body, inputs, backend)
+                 compiled: bool, body: str = "", template: tuple = ()) -> Callable[..., mx.array]:
+    """A custom kernel that does nothing (`body`: empty statements, or reads of its inputs' shapes, at most) over
+    these inputs, one output of `shape`, launched with one thread per output in threadgroups of `threads`, with
+    `template` arguments it does not use; through mx.compile as our API launches, or plain."""
+    kernel = make_kernel(f"empty_{len(body)}_{len(template)}_" + "_".join(inputs), body, inputs, backend)
     n = 1
     for d in shape:
         n *= d
+    extra = {"template": list(template)} if template else {}
 
     def launch(*args: mx.array) -> mx.array:
         """One launch."""
         return kernel(inputs=list(args), grid=(n, 1, 1), threadgroup=(min(threads, n), 1, 1),
-                      output_shapes=[shape], output_dtypes=[args[-1].dtype])[0]
+                      output_shapes=[shape], output_dtypes=[args[-1].dtype], **extra)[0]
 
     return mx.compile(launch) if compiled and backend != "host" else launch
 
@@ -59,6 +65,13 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
     five = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
     # the same with 16 KiB more source: MLX's CUDA kernel hashes its source at every launch (custom_kernel.cpp)
     five_long = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, body=";\n" * 8192)
+    # what our kernel's call has that the empty one lacks, one at a time (an A/B per difference): the two shape
+    # parameters it reads, its template arguments, and a body as long as the one it runs at one token
+    launch = kernels.launch_config(ONE_TOKEN_VARIANT, validate(*a, allowed=KERNEL_DTYPES))
+    body_len = len(without_comments(kernels.kernel_source(ONE_TOKEN_VARIANT)))
+    shapes = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, body=SHAPE_READS)
+    templated = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, template=tuple(launch.template))
+    as_long = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, body=";\n" * (body_len // 2))
     one = empty_kernel(("x",), (1,), 1, backend, compiled=True)
     # the API's mx.compile'd call without the Python before it (kwargs, the type check, the cache lookup); on the
     # host backend, which has no compiled call, the API itself
@@ -72,6 +85,9 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
         "compiled call, no wrapper": (lambda r: bare(*a[:4], r), a.residual),
         "empty kernel, 5 inputs": (lambda r: five(*a[:4], r), a.residual),
         "empty kernel, 5 inputs, 16 KiB more source": (lambda r: five_long(*a[:4], r), a.residual),
+        "empty kernel, 5 inputs, reads 2 shapes": (lambda r: shapes(*a[:4], r), a.residual),
+        "empty kernel, 5 inputs, our template": (lambda r: templated(*a[:4], r), a.residual),
+        "empty kernel, 5 inputs, our body's length": (lambda r: as_long(*a[:4], r), a.residual),
         "empty kernel, 1 input": (lambda x: one(x), x1),
         "mx.add": (lambda r: mx.add(r, a.y_shared), a.residual),
         "x*w+y": (lambda r: r * w + a.y_shared, a.residual),

