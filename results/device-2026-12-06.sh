@@ -14,6 +14,7 @@
 #   gap:       results/device-2026-12-06-gap.py gap (bench's wall-minus-GPU gap at 2048-16384 tokens: long batches, timelines)
 #   ncu16k:    results/device-2026-12-06-gap.py ncu (Nsight Compute counters at 16384 tokens)
 #   ncu:       results/nvidia-h100-2026-12-05-probes/round1.py env ncu (counters at 1, 16, 64, 1024 tokens, as 05 part 5 reads)
+#   width:     results/device-2026-12-06-width.py (the row body at 4, 8 and 16 bytes per thread, vec_k and Triton, 4-1024 tokens)
 # Each step's files and log are packed into $OUT/<step>.tgz when it ends (the device returns few files).
 # A table tuned by an earlier call on the same warm machine (bench-runs/state/, git-ignored) is installed first.
 set -u
@@ -21,7 +22,7 @@ export PYTHONPATH=lib PYTHONUNBUFFERED=1
 STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=260 [bench-bfloat16]=260 [probes]=120 [fused]=160
                   [model]=230 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120
-                  [gap]=200 [ncu16k]=200 [ncu]=240)
+                  [gap]=200 [ncu16k]=200 [ncu]=240 [width]=150)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
 run_step() {
     case $1 in
@@ -41,6 +42,7 @@ run_step() {
         gap) mkdir -p "$OUT/gap" && OUT=$OUT/gap python3 results/device-2026-12-06-gap.py gap ;;
         ncu) mkdir -p "$OUT/ncu" && OUT=$OUT/ncu python3 results/nvidia-h100-2026-12-05-probes/round1.py env ncu ;;
         ncu16k) mkdir -p "$OUT/ncu16k" && OUT=$OUT/ncu16k python3 results/device-2026-12-06-gap.py ncu ;;
+        width) python3 results/device-2026-12-06-width.py ;;
         gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
     esac
 }
