@@ -353,8 +353,8 @@ def roofline_figure(peaks: dict[str, tuple[float, float]], points: dict[str, flo
     return fig
 
 
-FUSED_LABELS = {"kernel_fused": "our fused kernel", "torch_compile_two_step": "torch.compile, two steps",
-                "triton_fused": "Triton, fused"}
+FUSED_LABELS = {"kernel_fused": "our fused kernel", "kernel_two_step": "ours, two steps (mx.fast.rms_norm)",
+                "torch_compile_two_step": "torch.compile, two steps", "triton_fused": "Triton, fused"}
 
 
 def fused_time_panel(ax: Axes, run: Run, dtype: str, field: str, h: int, top_k: int) -> None:
@@ -382,7 +382,7 @@ def fused_time_figure(runs: dict[str, Run], dtype: str, h: int, top_k: int) -> F
             fused_time_panel(axes[row, col], run, dtype, field, h, top_k)
             axes[row, col].set_title(f"{card}, {dtype}: {what}")
         axes[1, col].set_xlabel(f"n_tokens (h = {h}, top_k = {top_k})")
-    legend(fig, ncol=3)
+    legend(fig, ncol=2)
     return fig
 
 

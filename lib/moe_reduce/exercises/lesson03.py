@@ -11,11 +11,13 @@ from .verdict import Verdict, failed, passed, unattempted
 GPU, VARIANT, H, TOP_K = "NVIDIA H200", "vec_k", 2048, 8
 IMPL = f"kernel_{VARIANT}"
 PREDICT_TOKENS = 4096
+RUN_DATE = "2026-11-27"  # the full runs (every contender) that notebook 03 reads: its RUN_DATE is this one
 
 
 def committed_run() -> results.Run | None:
-    """The newest committed float32 run on GPU, or None."""
-    return results.newest(results.load_runs(results.find_results()), GPU, "float32")
+    """The committed float32 run on GPU that notebook 03 prints (of RUN_DATE), or None."""
+    runs = [r for r in results.load_runs(results.find_results()) if r.meta["date"] == RUN_DATE]
+    return results.newest(runs, GPU, "float32")
 
 
 def choice(n_tokens: int, dtype: str = "float32") -> explorer.Choice:
