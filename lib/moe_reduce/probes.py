@@ -266,6 +266,24 @@ def write_dram16k_csv(folder: Path = GAP_RUN, gpu: str = "NVIDIA H100 80GB HBM3"
     return save_dram_rows(rows, folder)
 
 
+def long_batch_runs(runs: Sequence[Run], batch_s: float = 0.05) -> list[Run]:
+    """The combine runs timed with `batch_s` batches that hold both kernel_auto and eager Triton, oldest first."""
+    found = [r for r in runs if r.meta.get("op", "combine") == "combine" and r.meta["timer"]["batch_s"] == batch_s
+             and {"kernel_auto", "triton"} <= set(r.meta["impls"])]
+    return sorted(found, key=lambda r: (r.meta["gpu"], r.meta["date"], r.source))
+
+
+def sweep_gaps(run: Run, n_min: int = 2048, h: int = 2048) -> list[tuple[str, int, int, float, float, float]]:
+    """(dtype, top_k, n_tokens, ours, Triton's, our GPU µs): wall − GPU µs per call of kernel_auto and eager Triton
+    in one run, at every swept n_tokens from n_min, h fixed, and kernel_auto's GPU time."""
+    out = []
+    for r in sorted(run.select(impl="kernel_auto", h=h), key=lambda r: (r.dtype, r.top_k, r.n_tokens)):
+        if r.n_tokens >= n_min:
+            (t,) = run.select(impl="triton", dtype=r.dtype, n_tokens=r.n_tokens, top_k=r.top_k, h=h)
+            out.append((r.dtype, r.top_k, r.n_tokens, r.median_us - r.gpu_us, t.median_us - t.gpu_us, r.gpu_us))
+    return out
+
+
 def gap_rows(folder: Path = GAP_RUN) -> dict[tuple[str, str, int], dict[str, Any]]:
     """gap.json's rows by (impl, dtype, n_tokens), each with `gap_us` and `gap_long_us`: wall − GPU µs per call
     with the 10-ms and the 50-ms batches."""
