@@ -15,6 +15,7 @@ PROBES = Path(__file__).resolve().parents[2] / "results" / "nvidia-h100-2026-12-
 SMALL_0612 = PROBES.parent / "nvidia-h100-2026-12-06-small"  # host-cost A/B and the chained chase, two calls
 HOST_AB_FILES = [SMALL_0612 / f for f in ("smallcalls.json", "smallcalls-2.json")]
 HOST_SPLIT_FILE = SMALL_0612 / "smallcalls-5.json"  # an H100 call that adds each of our call's differences alone
+H200_SMALL = PROBES.parent / "nvidia-h200-2026-12-06-small"  # its chase (probes/) and counters (ncu/, ncu16k/)
 CHASE_RUNS = [SMALL_0612 / p for p in ("probes", "probes-2")]
 REPEAT_SWEEPS = [SMALL_0612 / p for p in ("repeat-tokens", "repeat-tokens-2")]  # the H100 tokens sweep again, twice
 STORE_SWEEP = SMALL_0612 / "repeat-tokens-3"  # kernel_auto and Triton, with the store kernels in empty_gpu_us
@@ -90,9 +91,11 @@ def ncu_rows(folder: Path = PROBES) -> list[dict[str, Any]]:
     ValueError when a kernel name does not fit the candidate at its place."""
     with open(folder / "ncu.csv", newline="") as f:
         raw = [r for r in csv.DictReader(f) if not r["kernel"].startswith("triton_")]
-    order = [(d, n, c) for d in ("float32", "bfloat16") for n in NCU_TOKENS for c in NCU_CANDS + ("triton",)]
-    if len(raw) != len(order):
-        raise ValueError(f"ncu.csv: expected {len(order)} combine rows, got {len(raw)}")
+    orders = [[(d, n, c) for d in ("float32", "bfloat16") for n in NCU_TOKENS for c in cands]
+              for cands in (NCU_CANDS + ("triton",), NCU_CANDS)]   # Triton's rows need its configs from a run
+    order = next((o for o in orders if len(o) == len(raw)), None)
+    if order is None:
+        raise ValueError(f"ncu.csv: expected {' or '.join(str(len(o)) for o in orders)} combine rows, got {len(raw)}")
     out = []
     for r, (dtype, n, cand) in zip(raw, order):
         if not ncu_label(r["kernel"], cand, dtype):
