@@ -62,16 +62,18 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
     combine's 5 inputs (through mx.compile, as our API; with 5, also with a longer source), mx.add and x*w+y."""
     backend = pick_backend(backend)
     h = a.y_expert.shape[-1]
-    five = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
-    # the same with 16 KiB more source: MLX's CUDA kernel hashes its source at every launch (custom_kernel.cpp)
-    five_long = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, body=";\n" * 8192)
-    # what our kernel's call has that the empty one lacks, one at a time (an A/B per difference): the two shape
-    # parameters it reads, its template arguments, and a body as long as the one it runs at one token
+    five_input = functools.partial(empty_kernel, kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
     launch = kernels.launch_config(ONE_TOKEN_VARIANT, validate(*a, allowed=KERNEL_DTYPES))
     body_len = len(without_comments(kernels.kernel_source(ONE_TOKEN_VARIANT)))
-    shapes = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, body=SHAPE_READS)
-    templated = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, template=tuple(launch.template))
-    as_long = empty_kernel(kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True, body=";\n" * (body_len // 2))
+    # the empty kernel with the combine's 5 inputs; the same with 16 KiB more source (MLX's CUDA kernel hashes its
+    # source at every launch, custom_kernel.cpp); and with what our kernel's call has that it lacks, one at a time
+    # (an A/B per difference): the two shape parameters it reads, its template arguments, a body as long as the one
+    # it runs at one token
+    fives = {"": five_input(),
+             ", 16 KiB more source": five_input(body=";\n" * 8192),
+             ", reads 2 shapes": five_input(body=SHAPE_READS),
+             ", our template": five_input(template=tuple(launch.template)),
+             ", our body's length": five_input(body=";\n" * (body_len // 2))}
     one = empty_kernel(("x",), (1,), 1, backend, compiled=True)
     # the API's mx.compile'd call without the Python before it (kwargs, the type check, the cache lookup); on the
     # host backend, which has no compiled call, the API itself
@@ -80,14 +82,15 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
     x1 = mx.zeros((1,))
     w = mx.full((1, h), 0.5)
     mx.eval(x1, w)
+
+    def on_residual(fn: Callable[..., mx.array]) -> tuple[Step, mx.array]:
+        """fn called on the combine's first four inputs and the previous output as the residual."""
+        return (lambda r: fn(*a[:4], r)), a.residual
+
     return {
         "moe_weighted_reduce": (lambda r: kernels.moe_weighted_reduce(*a[:4], r, backend=backend), a.residual),
-        "compiled call, no wrapper": (lambda r: bare(*a[:4], r), a.residual),
-        "empty kernel, 5 inputs": (lambda r: five(*a[:4], r), a.residual),
-        "empty kernel, 5 inputs, 16 KiB more source": (lambda r: five_long(*a[:4], r), a.residual),
-        "empty kernel, 5 inputs, reads 2 shapes": (lambda r: shapes(*a[:4], r), a.residual),
-        "empty kernel, 5 inputs, our template": (lambda r: templated(*a[:4], r), a.residual),
-        "empty kernel, 5 inputs, our body's length": (lambda r: as_long(*a[:4], r), a.residual),
+        "compiled call, no wrapper": on_residual(bare),
+        **{f"empty kernel, 5 inputs{what}": on_residual(kernel) for what, kernel in fives.items()},
         "empty kernel, 1 input": (lambda x: one(x), x1),
         "mx.add": (lambda r: mx.add(r, a.y_shared), a.residual),
         "x*w+y": (lambda r: r * w + a.y_shared, a.residual),
