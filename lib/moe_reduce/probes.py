@@ -1,4 +1,5 @@
-"""The committed small-call probes (results/nvidia-h100-2026-12-05-probes/ and the H100 and H200 runs named below), read for lesson 05."""
+"""The committed small-call probes (results/nvidia-h100-2026-12-05-probes/, and the H100 and H200 runs named
+below), read for lesson 05."""
 from __future__ import annotations
 
 import csv
