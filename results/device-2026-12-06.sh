@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU runs of 2026-12-06, from the repository root after `bash .device/setup.sh`; STEP arguments run in order:
+# The GPU runs of 2026-12-06 and 07, from the repository root after `bash .device/setup.sh`; STEP arguments run in order:
 #   tune:      python -m moe_reduce tune (this card's launch table, installed here and kept for later calls)
 #   small:     python -m moe_reduce.smallcalls (empty kernels, one-token GPU time, host cost per call)
 #   bench-D:   python -m moe_reduce bench, dtype D, our kernels and Triton, tokens and hidden sweeps
+#   contenders-D: python -m moe_reduce bench, dtype D, every combine implementation (as 2026-11-27), tokens sweep
 #   probes:    results/nvidia-h100-2026-12-05-probes/round1.py env latency host (pointer chase, host cost)
 #   fused:     python -m moe_reduce bench --op fused (combine + RMSNorm, four implementations)
 #   model:     python -m moe_reduce.model_bench (mlx-lm models with our kernels)
@@ -22,14 +23,18 @@ export PYTHONPATH=lib PYTHONUNBUFFERED=1
 STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=260 [bench-bfloat16]=260 [probes]=120 [fused]=160
                   [model]=230 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120
-                  [gap]=200 [ncu16k]=200 [ncu]=240 [width]=150)
+                  [gap]=200 [ncu16k]=200 [ncu]=240 [width]=150
+                  [contenders-float32]=540 [contenders-bfloat16]=540)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
+CONTENDERS=kernel_auto,kernel_row,kernel_vec_k,kernel_vec,kernel_scalar_k,kernel_scalar,triton,triton_graph,torch_compile,torch_compile_graph,torch,mlx_compile,mlx
 run_step() {
     case $1 in
         tune) python3 -m moe_reduce tune --out "$OUT/tune" && mkdir -p $STATE \
                   && cp "$OUT/tune/launch_table.json" $STATE/ && python3 -m moe_reduce.launch_table $STATE/launch_table.json ;;
         small) python3 -m moe_reduce.smallcalls --out "$OUT/small" ;;
         bench-*) python3 -m moe_reduce bench --dtypes ${1#bench-} --impls $IMPLS --sweeps tokens,hidden \
+                     --out "$OUT/$1" --no-progress ;;
+        contenders-*) python3 -m moe_reduce bench --dtypes ${1#contenders-} --impls $CONTENDERS --sweeps tokens \
                      --out "$OUT/$1" --no-progress ;;
         probes) mkdir -p "$OUT/probes" && OUT=$OUT/probes python3 results/nvidia-h100-2026-12-05-probes/round1.py env latency host ;;
         fused) python3 -m moe_reduce bench --op fused --sweeps tokens --no-progress --out "$OUT/fused" ;;
@@ -52,7 +57,7 @@ for s in "$@"; do
     mkdir -p "$OUT/logs"
     start=$(date +%s)
     timeout "${LIMIT[$s]}" bash -c "$(declare -f run_step); STATE=$STATE OUT=$OUT \
-        IMPLS=$IMPLS run_step $s" > "$OUT/logs/$s.txt" 2>&1
+        IMPLS=$IMPLS CONTENDERS=$CONTENDERS run_step $s" > "$OUT/logs/$s.txt" 2>&1
     echo "step $s: exit $?, $(( $(date +%s) - start )) s" | tee -a "$OUT/logs/$s.txt"
     tail -5 "$OUT/logs/$s.txt"
     (cd "$OUT" && tar czf "$s.tgz" --remove-files $(ls -d $s* logs | grep -v '\.tgz$') && mkdir -p logs)

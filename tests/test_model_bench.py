@@ -30,6 +30,10 @@ def test_quick_run_writes_every_case(tmp_path):
     assert all(not r["error"] and float(r["wall_us"]) > 0 and int(r["ops"]) > 0 for r in steps)
     decode = [r for r in steps if r["case"] == "decode"]
     assert decode and all(0 < float(r["host_us"]) <= float(r["wall_us"]) for r in decode)
+    assert all(0 < float(r["build_us"]) < float(r["host_max_us"]) and 0 < float(r["hand_us"]) for r in decode)
+    # on a GPU backend our calls' Python runs only when mx.compile traces; the host runner's fused call runs it
+    # every time, its plain combine never
+    assert all((r["traces"] == "0") == (r["variant"] != "fused") for r in decode)
     assert all(float(r["wall_min_us"]) <= float(r["wall_us"]) <= float(r["wall_max_us"]) for r in decode)
     assert all(r["host_us"] == "" for r in steps if r["case"] != "decode")
     parts = table(tmp_path, "components")
@@ -78,3 +82,15 @@ def test_cases_past_the_time_budget_are_recorded_not_run(tmp_path):
     assert model_bench.main(["--quick", "--budget-s", "0", "--out", str(tmp_path)]) == 0
     rows = table(tmp_path, "checks") + table(tmp_path, "steps")
     assert rows and all(r["error"].startswith("TimeoutError: not built: past the time budget of 0 s") for r in rows)
+
+
+def test_traces_are_counted_and_the_originals_restored():
+    """counting_traces counts the traced Python of our compiled calls and puts the functions back."""
+    from moe_reduce import kernels
+
+    original = kernels.combine_call
+    with model_bench.counting_traces() as traces:
+        assert kernels.combine_call is not original
+        with pytest.raises(Exception):
+            kernels.combine_call("host", "auto", None, None)
+    assert traces[0] == 1 and kernels.combine_call is original

@@ -22,6 +22,8 @@ Step = Callable[[mx.array], mx.array]  # one call: the previous output in, this 
 ONE_TOKEN_VARIANT = "row"  # what the launch tables run at one token, h 2048, top_k 8
 # a body that reads two of its inputs' shapes (so MLX passes them) and does nothing with them
 SHAPE_READS = "if (expert_w_shape[0] < 0 && y_expert_shape[1] < 0) {\n}\n"
+# the row body's two shape reads (h and n_tokens), which fixed_shapes replaces by numbers
+ROW_SHAPE_READS = ("y_expert_shape[1]", "expert_w_shape[0]")
 
 
 def per_call_us(step: Step, first: mx.array, calls: int = 640, group: int = 64) -> float:
@@ -56,10 +58,38 @@ def empty_kernel(inputs: tuple[str, ...], shape: tuple[int, ...], threads: int, 
     return mx.compile(launch) if compiled and backend != "host" else launch
 
 
+def fixed_shapes(source: str, h: int, n_tokens: int) -> str:
+    """The row body with h and n_tokens written in as numbers: MLX passes no shapes to a body whose text names
+    none (an A/B on what passing them costs our own kernel's call)."""
+    for read in ROW_SHAPE_READS:
+        if read not in source:
+            raise ValueError(f"source: expected the row body's read {read!r}, not found")
+    fixed = source.replace(ROW_SHAPE_READS[0], f"{h}u").replace(ROW_SHAPE_READS[1], f"{n_tokens}u")
+    if "_shape" in fixed:
+        raise ValueError("source: a shape read is left after fixing h and n_tokens")
+    return fixed
+
+
+def row_call(source: str, name: str, a: CombineArgs, backend: str) -> Callable[..., mx.array]:
+    """Our row body (or `source`, a text of it) launched as our API launches it at these arguments' sizes, through
+    mx.compile, without the API's Python (the choice of variant, the validation): the kernel call alone."""
+    p = validate(*a, allowed=KERNEL_DTYPES)
+    config = kernels.launch_config(ONE_TOKEN_VARIANT, p)
+    kernel = make_kernel(name, source, kernels.INPUT_NAMES, backend)
+
+    def launch(*args: mx.array) -> mx.array:
+        """One launch."""
+        return kernels.dispatch(kernel, config, p, CombineArgs(*args))
+
+    return mx.compile(launch) if backend != "host" else launch
+
+
 def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.array]]:
     """Each case's step and first input for one set of combine arguments (MLX arrays): our API
     (moe_weighted_reduce, chained on the residual), its compiled call alone, empty kernels with 1 and with the
-    combine's 5 inputs (through mx.compile, as our API; with 5, also with a longer source), mx.add and x*w+y."""
+    combine's 5 inputs (through mx.compile, as our API; with 5, also with a longer source and with each of our
+    call's differences, alone and all together), our row body called directly as it is and with h and n_tokens
+    written in (no shapes passed), mx.add and x*w+y."""
     backend = pick_backend(backend)
     h = a.y_expert.shape[-1]
     five_input = functools.partial(empty_kernel, kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
@@ -73,12 +103,19 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
              ", 16 KiB more source": five_input(body=";\n" * 8192),
              ", reads 2 shapes": five_input(body=SHAPE_READS),
              ", our template": five_input(template=tuple(launch.template)),
-             ", our body's length": five_input(body=";\n" * (body_len // 2))}
+             ", our body's length": five_input(body=";\n" * (body_len // 2)),
+             ", all three": five_input(body=SHAPE_READS + ";\n" * ((body_len - len(SHAPE_READS)) // 2),
+                                       template=tuple(launch.template))}
     one = empty_kernel(("x",), (1,), 1, backend, compiled=True)
     # the API's mx.compile'd call without the Python before it (kwargs, the type check, the cache lookup); on the
     # host backend, which has no compiled call, the API itself
     bare = kernels.compiled_launch(backend, "auto", None) or functools.partial(kernels.moe_weighted_reduce,
                                                                              backend=backend)
+    # our row body called directly (no API Python, no variant choice), as it is and with the shapes written in
+    row = kernels.kernel_source(ONE_TOKEN_VARIANT)
+    rows = {"row body, called directly": row_call(row, "row_direct", a, backend),
+            "row body, h and n_tokens written in": row_call(fixed_shapes(row, h, a.expert_w.shape[0]), "row_fixed",
+                                                            a, backend)}
     x1 = mx.zeros((1,))
     w = mx.full((1, h), 0.5)
     mx.eval(x1, w)
@@ -90,6 +127,7 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
     return {
         "moe_weighted_reduce": (lambda r: kernels.moe_weighted_reduce(*a[:4], r, backend=backend), a.residual),
         "compiled call, no wrapper": on_residual(bare),
+        **{name: on_residual(fn) for name, fn in rows.items()},
         **{f"empty kernel, 5 inputs{what}": on_residual(kernel) for what, kernel in fives.items()},
         "empty kernel, 1 input": (lambda x: one(x), x1),
         "mx.add": (lambda r: mx.add(r, a.y_shared), a.residual),

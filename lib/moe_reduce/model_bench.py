@@ -11,7 +11,8 @@
    - decode: one token after 512 cached (the cache grows by the steps timed), steps chained as mlx-lm's
      generate chains them (the next step queued with mx.async_eval before the token before it is read),
      with the LM head: wall time per step (median, min and max of 5 timings of 32 steps), the host's time
-     per step in building and handing it over,
+     per step in building it and in handing it over (each a median), the traces our compiled calls ran while
+     timed (none expected),
      GPU time per step, every kernel's GPU time and calls per step, and the MLX ops of one step's graph;
    - prefill of 512 and 4096 tokens into a fresh cache, up to the final norm (no LM head);
    - components of layer 0 at 1, 512 and 4096 tokens: the MoE block, the combine, the combine with the
@@ -38,7 +39,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -251,21 +252,48 @@ def run_checks_child(tables: Tables, quick: bool) -> None:
 # ---------------------------------------------------------------- 2. timing
 
 
-def chained_steps(step: Callable[[mx.array], mx.array], y: mx.array, n: int) -> tuple[float, float, mx.array]:
+def chained_steps(step: Callable[[mx.array], mx.array], y: mx.array, n: int) -> tuple[float, float, float, mx.array]:
     """n decode steps chained as mlx-lm's generate does: wall seconds per step, the host's seconds per step in
-    building the step and handing it over (step() and mx.async_eval, not the wait for the token), and the last
-    token."""
-    host = 0.0
+    building the step's graph (step(): mlx-lm's Python and ours) and in handing it over (mx.async_eval: MLX
+    encodes every op's kernels), not the wait for the token, and the last token."""
+    build = hand = 0.0
     t0 = time.perf_counter()
     for _ in range(n):
         t1 = time.perf_counter()
         nxt = step(y)
+        t2 = time.perf_counter()
         mx.async_eval(nxt)
-        host += time.perf_counter() - t1
+        hand += time.perf_counter() - t2
+        build += t2 - t1
         y.item()
         y = nxt
     y.item()
-    return (time.perf_counter() - t0) / n, host / n, y
+    return (time.perf_counter() - t0) / n, build / n, hand / n, y
+
+
+@contextlib.contextmanager
+def counting_traces() -> Iterator[list[int]]:
+    """Counts the runs of the Python that our compiled calls trace (kernels.combine_call, kernels.fused_call). On
+    a GPU backend they run only when mx.compile traces: after a decode's first step none should run, and a count
+    that grows with the steps is a retrace per call. (The host runner has no compiled call; its fused call runs
+    fused_call every time.)"""
+    count = [0]
+    originals = {name: getattr(kernels, name) for name in ("combine_call", "fused_call")}
+
+    def counted(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """fn, counting its calls."""
+        def call(*args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            return fn(*args, **kwargs)
+        return call
+
+    try:
+        for name, fn in originals.items():
+            setattr(kernels, name, counted(fn))
+        yield count
+    finally:
+        for name, fn in originals.items():
+            setattr(kernels, name, fn)
 
 
 def measure_decode(tables: Tables, row: dict, model: nn.Module, plan: Plan) -> dict:
@@ -287,15 +315,19 @@ def measure_decode(tables: Tables, row: dict, model: nn.Module, plan: Plan) -> d
     nxt = step(y)
     ops = graph_ops(nxt)
     mx.eval(nxt)
-    y, walls, hosts = nxt, [], []
-    for _ in range(plan.decode_rounds):
-        wall, host, y = chained_steps(step, y, plan.wall_steps)
-        walls.append(wall * 1e6)
-        hosts.append(host * 1e6)
+    y, walls, builds, hands = nxt, [], [], []
+    with counting_traces() as traces:
+        for _ in range(plan.decode_rounds):
+            wall, build, hand, y = chained_steps(step, y, plan.wall_steps)
+            walls.append(wall * 1e6)
+            builds.append(build * 1e6)
+            hands.append(hand * 1e6)
+    hosts = [b + h for b, h in zip(builds, hands)]
     gpu, n_kernels, names = profile(lambda: chained_steps(step, y, plan.gpu_steps), plan.gpu_steps)
     add_kernels(tables, row, names)
     return dict(wall_us=statistics.median(walls), wall_min_us=min(walls), wall_max_us=max(walls),
-                host_us=statistics.median(hosts), host_min_us=min(hosts), host_max_us=max(hosts), gpu_us=gpu,
+                host_us=statistics.median(hosts), host_min_us=min(hosts), host_max_us=max(hosts),
+                build_us=statistics.median(builds), hand_us=statistics.median(hands), traces=traces[0], gpu_us=gpu,
                 kernels=n_kernels, ops=ops,
                 cached_last=plan.cached + plan.warmup + 1 + plan.wall_steps * plan.decode_rounds + plan.gpu_steps)
 
