@@ -75,10 +75,10 @@ WRONG = {
          rf"your answer:{SCALAR[:SCALAR.index('for (uint k')].count(chr(10)) + 1} after its work budget"),
     ],
     "residual_flag": [
-        (edit(lesson02.residual_starter(), "// TODO: add residual[t, h] when the template flag HAS_RESIDUAL is true.",
+        (edit(lesson02.residual_starter(), "// TODO: add residual[t, h] to acc when the template flag HAS_RESIDUAL is true.",
               "acc += float(residual[out_idx]);"),
          r"residual off.*out\[0, 0\] = 1e\+30: your kernel read residual, absent from this call"),
-        (edit(lesson02.residual_starter(), "// TODO: add residual[t, h] when the template flag HAS_RESIDUAL is true.",
+        (edit(lesson02.residual_starter(), "// TODO: add residual[t, h] to acc when the template flag HAS_RESIDUAL is true.",
               "if (HAS_RESIDUAL) { acc += float(residual[t]); }"),
          r"residual on.*out\[\d+, \d+\]: expected .*, got .* Thread \d+ should write it"),
     ],
@@ -278,6 +278,7 @@ def test_solutions_are_not_printed_by_checking(capsys):
 
 
 def test_starters_come_from_the_shaders():
+    assert lesson02.RESIDUAL in SCALAR and "expert_w_shape" not in lesson02.residual_starter()
     assert lesson02.guard_starter() != SCALAR and "expert_w_shape[0]" not in lesson02.guard_starter()
     head, tail = lesson02.vec_parts()
     assert head + tail + "}\n" == kernel_source("vec") and head.endswith(lesson02.TAIL_START)

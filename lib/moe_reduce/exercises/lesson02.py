@@ -9,7 +9,7 @@ import numpy as np
 from ..inputs import make_inputs
 from ..kernels import build, get_variant, kernel_source, launch_config
 from ..validate import validate
-from .harness import (VEC_TAIL_CASES, Case, check_body, checking_backend, compare, fresh_seed, run_case,
+from .harness import (SCALAR_CASES, VEC_TAIL_CASES, Case, check_body, checking_backend, compare, fresh_seed, run_case,
                       sizes_summary)
 from .verdict import Verdict, call_learner, code_answer, failed, passed, unattempted
 
@@ -46,8 +46,18 @@ def scalar_body_starter() -> str:
 
 
 def residual_starter() -> str:
-    """The scalar body without its residual term."""
-    return replaced(kernel_source("scalar"), RESIDUAL, f"{TODO}: add residual[t, h] when the template flag HAS_RESIDUAL is true.\n")
+    """The residual term left to write: only its lines, so that the rest of the body (the guard, the offsets) is not
+    printed above the exercises that ask for them."""
+    return f"{TODO}: add residual[t, h] to acc when the template flag HAS_RESIDUAL is true.\n"
+
+
+def check_residual(answer: Any) -> Verdict:
+    """Check the residual term's lines, run in the scalar body where it adds the residual."""
+    not_code = code_answer(answer, residual_starter(),
+                           "the term still holds only its TODO line: write it and run the cell again.",
+                           "the residual term's code")
+    return not_code or check_body(replaced(kernel_source("scalar"), RESIDUAL, answer.rstrip("\n") + "\n"), "scalar",
+                                  SCALAR_CASES)
 
 
 def guard_starter() -> str:
