@@ -17,6 +17,7 @@ SMALL_0612 = PROBES.parent / "nvidia-h100-2026-12-06-small"  # host-cost A/B and
 HOST_AB_FILES = [SMALL_0612 / f for f in ("smallcalls.json", "smallcalls-2.json")]
 HOST_SPLIT_FILE = SMALL_0612 / "smallcalls-5.json"  # an H100 call that adds each of our call's differences alone
 H200_SMALL = PROBES.parent / "nvidia-h200-2026-12-06-small"  # its chase (probes/) and counters (ncu/, ncu16k/)
+HOST_FIXED_FILES = [H200_SMALL / f for f in ("smallcalls-3.json", "smallcalls-4.json")]  # + our body, shapes fixed
 CHASE_RUNS = [SMALL_0612 / p for p in ("probes", "probes-2")]
 REPEAT_SWEEPS = [SMALL_0612 / p for p in ("repeat-tokens", "repeat-tokens-2")]  # the H100 tokens sweep again, twice
 STORE_SWEEP = SMALL_0612 / "repeat-tokens-3"  # kernel_auto and Triton, with the store kernels in empty_gpu_us
