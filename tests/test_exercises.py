@@ -82,21 +82,22 @@ WRONG = {
               "if (HAS_RESIDUAL) { acc += float(residual[t]); }"),
          r"residual on.*out\[\d+, \d+\]: expected .*, got .* Thread \d+ should write it"),
     ],
-    "fix_guard": [
+    "fix_two_lines": [
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "t >= uint(expert_w_shape[1])"),
          r"n_tokens=3, h=255, top_k=8.*your kernel accessed `expert_w` at element 24, past its end \(24 elements\), in "
          r"thread \(765, 0, 0\) \(threadgroup \(2, 0, 0\)\)\. Count the threads this launch starts"),
         (edit(SCALAR, "t >= uint(expert_w_shape[0])", "i >= uint(expert_w_shape[0])"),
          r"out\[0, 3\] was never written: it still holds the NaN .* Thread 3 should write it"),
-        (edit(lesson02.guard_starter(), "const uint t = i / H;", "const uint t = i / H;  // no guard"),
-         r"your kernel accessed `expert_w` at element \d+, past its end \(\d+ elements?\).*what must a thread with no "
+        # the row fixed, the guard still missing: the fault, with the guard's nudge
+        (edit(lesson02.two_bugs_starter(), lesson02.WRONG_ROW_INDEX, lesson02.ROW_INDEX),
+         r"your kernel accessed `\w+` at element \d+, past its end \(\d+ elements?\).*what must a thread with no "
          r"output to make do"),
-    ],
-    "fix_row_index": [
-        (edit(lesson02.row_index_starter(), "int64_t(t) * H + h;\n\nfloat", "int64_t(t) * K + h;\n\nfloat"),
+        # the guard back, the row still wrong, or wrong another way
+        (edit(lesson02.two_bugs_starter(), "const uint h = i - t * H;\n", "const uint h = i - t * H;\n" + lesson02.GUARD),
          r"n_tokens=3.*out\[1, 0\]: expected .* Thread 255 should write it"),
-        (edit(lesson02.row_index_starter(), "float(y_expert[y_idx + int64_t(k) * H])", "float(y_expert[y_idx + k])"),
-         r"n_tokens=3.*expected .*, got"),
+        (edit(edit(lesson02.two_bugs_starter(), "const uint h = i - t * H;\n", "const uint h = i - t * H;\n" + lesson02.GUARD),
+              "int64_t(t) * H + h;\n\nfloat", "int64_t(t) * K + h;\n\nfloat"),
+         r"n_tokens=3.*out\[1, 0\]: expected .* Thread 255 should write it"),
     ],
     "fix_launch": [
         (lambda t, h: ((t * h * 256, 1, 1), (256, 1, 1)), r"every output is right, but your grid \(768000, 1, 1\) starts "
@@ -280,6 +281,8 @@ def test_solutions_are_not_printed_by_checking(capsys):
 def test_starters_come_from_the_shaders():
     assert lesson02.RESIDUAL in SCALAR and "expert_w_shape" not in lesson02.residual_starter()
     assert lesson02.guard_starter() != SCALAR and "expert_w_shape[0]" not in lesson02.guard_starter()
+    two = lesson02.two_bugs_starter()
+    assert lesson02.GUARD not in two and lesson02.ROW_INDEX not in two and lesson02.WRONG_ROW_INDEX in two
     head, tail = lesson02.vec_parts()
     assert head + tail + "}\n" == kernel_source("vec") and head.endswith(lesson02.TAIL_START)
     assert "// TODO" in lesson02.scalar_body_starter() and "acc" not in lesson02.scalar_body_starter()

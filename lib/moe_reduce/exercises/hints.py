@@ -15,10 +15,9 @@ HINTS = {
                    "start more threads than there are outputs. Then read the formula term by term.",
     "residual_flag": "HAS_RESIDUAL is known when the kernel is compiled; residual is absent when it is false, so it "
                      "may only be read inside a branch on the flag.",
-    "fix_guard": "Launch in whole threadgroups, as CUDA does, and count the threads started against the outputs "
-                 "there are. What must a thread past the last output do?",
-    "fix_row_index": "y_expert holds top_k rows per token. Which row holds token t's k-th expert, and where does "
-                     "the loop over k add its offset?",
+    "fix_two_lines": "Launch in whole threadgroups, as CUDA does, and count the threads started against the outputs: "
+                     "what must a thread past the last output do? Then: y_expert holds top_k rows per token; which "
+                     "row holds token t's k-th expert?",
     "fix_launch": "MLX's grid is counted in threads, not threadgroups. How many threads does the scalar kernel "
                   "need, and can a threadgroup hold more threads than that?",
     "vec_tail": "The aligned branch handles W outputs per thread. Near the end of a row there are fewer left: how "

@@ -23,6 +23,7 @@ RESIDUAL = """if (HAS_RESIDUAL) {
 }
 """
 ROW_INDEX = "const int64_t y_idx = int64_t(t) * K * H + h;"
+WRONG_ROW_INDEX = "const int64_t y_idx = int64_t(t) * H + h;"
 TAIL_START = "} else {  // rows not vector-aligned (H not a multiple of W): one element at a time\n"
 GUARD_HINT = ("Count the threads this launch starts against the outputs there are: what must a thread with no output "
               "to make do, and before touching what?")
@@ -61,13 +62,14 @@ def check_residual(answer: Any) -> Verdict:
 
 
 def guard_starter() -> str:
-    """The scalar body with its guard removed (the planted bug)."""
+    """The scalar body with its guard removed (a planted bug)."""
     return replaced(kernel_source("scalar"), GUARD, "")
 
 
-def row_index_starter() -> str:
-    """The scalar body reading expert row t instead of t·K + k (the planted bug)."""
-    return replaced(kernel_source("scalar"), ROW_INDEX, "const int64_t y_idx = int64_t(t) * H + h;")
+def two_bugs_starter() -> str:
+    """The scalar body with its guard removed and reading expert row t instead of t·K + k (two planted bugs, in
+    one exercise, so that no starter shows another's answer)."""
+    return replaced(guard_starter(), ROW_INDEX, WRONG_ROW_INDEX)
 
 
 def vec_parts() -> tuple[str, str]:
