@@ -283,7 +283,7 @@ def test_sigint_stops_a_launch_within_a_second_and_the_process_goes_on():
     finally:
         child.kill()
     assert first == "interrupted\n", (first, rest, err)
-    assert stopped_after < 1.0
+    assert stopped_after < 1.0, f"stopped {stopped_after:.2f} s after SIGINT"
     assert rest == "after 256.0\n" and child.returncode == 0, (rest, err, child.returncode)  # 64 threads × 4 × 1.0
 
 
