@@ -16,7 +16,7 @@ from .backends import make_kernel, pick_backend, without_comments
 from .dtypes import KERNEL_DTYPES
 from .impls import prepare_mlx
 from .inputs import CombineArgs, make_inputs
-from .validate import validate
+from .validate import Problem, validate
 
 Step = Callable[[mx.array], mx.array]  # one call: the previous output in, this call's output out
 ONE_TOKEN_VARIANT = "row"  # what the launch tables run at one token, h 2048, top_k 8
@@ -70,11 +70,10 @@ def fixed_shapes(source: str, h: int, n_tokens: int) -> str:
     return fixed
 
 
-def row_call(source: str, name: str, a: CombineArgs, backend: str) -> Callable[..., mx.array]:
-    """Our row body (or `source`, a text of it) launched as our API launches it at these arguments' sizes, through
-    mx.compile, without the API's Python (the choice of variant, the validation): the kernel call alone."""
-    p = validate(*a, allowed=KERNEL_DTYPES)
-    config = kernels.launch_config(ONE_TOKEN_VARIANT, p)
+def row_call(source: str, name: str, p: Problem, config: kernels.LaunchConfig,
+             backend: str) -> Callable[..., mx.array]:
+    """A text of our row body launched with `config` for problem p, through mx.compile, without the API's Python
+    (the choice of variant, the validation): the kernel call alone."""
     kernel = make_kernel(name, source, kernels.INPUT_NAMES, backend)
 
     def launch(*args: mx.array) -> mx.array:
@@ -93,7 +92,8 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
     backend = pick_backend(backend)
     h = a.y_expert.shape[-1]
     five_input = functools.partial(empty_kernel, kernels.INPUT_NAMES, (1, h), 256, backend, compiled=True)
-    launch = kernels.launch_config(ONE_TOKEN_VARIANT, validate(*a, allowed=KERNEL_DTYPES))
+    p = validate(*a, allowed=KERNEL_DTYPES)
+    launch = kernels.launch_config(ONE_TOKEN_VARIANT, p)
     body_len = len(without_comments(kernels.kernel_source(ONE_TOKEN_VARIANT)))
     # the empty kernel with the combine's 5 inputs; the same with 16 KiB more source (MLX's CUDA kernel hashes its
     # source at every launch, custom_kernel.cpp); and with what our kernel's call has that it lacks, one at a time
@@ -113,9 +113,9 @@ def cases(a: CombineArgs, backend: str = "auto") -> dict[str, tuple[Step, mx.arr
                                                                              backend=backend)
     # our row body called directly (no API Python, no variant choice), as it is and with the shapes written in
     row = kernels.kernel_source(ONE_TOKEN_VARIANT)
-    rows = {"row body, called directly": row_call(row, "row_direct", a, backend),
-            "row body, h and n_tokens written in": row_call(fixed_shapes(row, h, a.expert_w.shape[0]), "row_fixed",
-                                                            a, backend)}
+    rows = {"row body, called directly": row_call(row, "row_direct", p, launch, backend),
+            "row body, h and n_tokens written in": row_call(fixed_shapes(row, h, p.n_tokens), "row_fixed", p, launch,
+                                                            backend)}
     x1 = mx.zeros((1,))
     w = mx.full((1, h), 0.5)
     mx.eval(x1, w)

@@ -272,9 +272,18 @@ def write_dram16k_csv(folder: Path = GAP_RUN, gpu: str = "NVIDIA H100 80GB HBM3"
     return save_dram_rows(rows, folder)
 
 
-def long_batch_runs(runs: Sequence[Run], batch_s: float = 0.05) -> list[Run]:
-    """The combine runs timed with `batch_s` batches that hold both kernel_auto and eager Triton, oldest first."""
-    found = [r for r in runs if r.meta.get("op", "combine") == "combine" and r.meta["timer"]["batch_s"] == batch_s
+FIXED_BATCH_S = 0.05  # the batches of timing.GPU_TIMER since 2026-12-06, handed over from the first call
+
+
+def fixed_timer(run: Run) -> bool:
+    """Whether a run was timed with the fixed timer (FIXED_BATCH_S batches): the runs whose wall times lessons
+    compare with GPU time."""
+    return run.meta["timer"]["batch_s"] == FIXED_BATCH_S
+
+
+def long_batch_runs(runs: Sequence[Run]) -> list[Run]:
+    """The combine runs timed with the fixed timer that hold both kernel_auto and eager Triton, oldest first."""
+    found = [r for r in runs if r.meta.get("op", "combine") == "combine" and fixed_timer(r)
              and {"kernel_auto", "triton"} <= set(r.meta["impls"])]
     return sorted(found, key=lambda r: (r.meta["gpu"], r.meta["date"], r.source))
 

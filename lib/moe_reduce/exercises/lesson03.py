@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import explorer, results
+from .. import explorer, probes, results
 from .verdict import Verdict, failed, passed, unattempted
 
 GPU, VARIANT, H, TOP_K = "NVIDIA H200", "vec_k", 2048, 8
 IMPL = f"kernel_{VARIANT}"
 PREDICT_TOKENS = 4096
-FIXED_BATCH_S = 0.05  # the batches of the suite's fixed timer (timing.GPU_TIMER), handed over from the first call
 H100_DATE = "2026-11-27"  # the H100's one run of every contender (its wall times predate the fixed timer)
 
 
@@ -22,7 +21,7 @@ def is_full_run(run: results.Run) -> bool:
         return False
     if "H100" in (run.meta.get("gpu") or ""):
         return run.meta["date"] == H100_DATE
-    return run.meta["timer"]["batch_s"] == FIXED_BATCH_S
+    return probes.fixed_timer(run)
 
 
 def committed_run() -> results.Run | None:
