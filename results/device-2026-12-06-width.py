@@ -36,7 +36,7 @@ def register() -> None:
     for width in (8, 16):
         kernels.VARIANTS[f"row{width}"] = RowBody(f"row{width}", "moe_weighted_reduce_row.metal",
                                                   f"row with {width} bytes per row per thread", row_bytes=width,
-                                                  unroll_k=True)
+                                                  unroll_k=True, per_op=True)  # the row body's ROUNDING (0 here)
 
 
 def main() -> None:

@@ -11,6 +11,8 @@
 #   graphs:    results/device-2026-12-06-graphs.py (kernel durations and gaps in and out of CUDA graphs, ours and Triton)
 #   params:    results/device-2026-12-06-params.py (one-thread kernels that read parameters, in and out of graphs)
 #   gputests:  the kernel tests on the cuda backend
+#   rounding:  results/device-2026-12-07-rounding.py (our per-op gate and expert sum against MLX's ops), then the
+#              per-op rounding tests (tests/test_rounding.py) on the cuda backend
 #   placement: results/device-2026-12-06-placement.py (inputs in managed vs device memory, CUDA graphs on/off)
 #   gap:       results/device-2026-12-06-gap.py gap (bench's wall-minus-GPU gap at 2048-16384 tokens: long batches, timelines)
 #   ncu16k:    results/device-2026-12-06-gap.py ncu (Nsight Compute counters at 16384 tokens)
@@ -22,9 +24,9 @@ set -u
 export PYTHONPATH=lib PYTHONUNBUFFERED=1
 STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=260 [bench-bfloat16]=260 [probes]=120 [fused]=160
-                  [model]=230 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120
+                  [model]=260 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120
                   [gap]=200 [ncu16k]=200 [ncu]=240 [width]=150
-                  [contenders-float32]=540 [contenders-bfloat16]=540)
+                  [contenders-float32]=540 [contenders-bfloat16]=540 [rounding]=200)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
 CONTENDERS=kernel_auto,kernel_row,kernel_vec_k,kernel_vec,kernel_scalar_k,kernel_scalar,triton,triton_graph,torch_compile,torch_compile_graph,torch,mlx_compile,mlx
 run_step() {
@@ -38,7 +40,7 @@ run_step() {
                      --out "$OUT/$1" --no-progress ;;
         probes) mkdir -p "$OUT/probes" && OUT=$OUT/probes python3 results/nvidia-h100-2026-12-05-probes/round1.py env latency host ;;
         fused) python3 -m moe_reduce bench --op fused --sweeps tokens --no-progress --out "$OUT/fused" ;;
-        model) python3 -m moe_reduce.model_bench --out "$OUT/model" --budget-s 200 ;;
+        model) python3 -m moe_reduce.model_bench --out "$OUT/model" --budget-s 220 ;;
         repeat) python3 -m moe_reduce bench --dtypes float32,bfloat16 --impls kernel_auto,kernel_row,triton \
                     --sweeps tokens --out "$OUT/repeat" --no-progress ;;
         placement) mkdir -p "$OUT/placement" && OUT=$OUT/placement python3 results/device-2026-12-06-placement.py ;;
@@ -48,6 +50,8 @@ run_step() {
         ncu) mkdir -p "$OUT/ncu" && OUT=$OUT/ncu python3 results/nvidia-h100-2026-12-05-probes/round1.py env ncu ;;
         ncu16k) mkdir -p "$OUT/ncu16k" && OUT=$OUT/ncu16k python3 results/device-2026-12-06-gap.py ncu ;;
         width) python3 results/device-2026-12-06-width.py ;;
+        rounding) mkdir -p "$OUT/rounding" && OUT=$OUT/rounding python3 results/device-2026-12-07-rounding.py \
+                      && python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_rounding.py ;;
         gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
     esac
 }

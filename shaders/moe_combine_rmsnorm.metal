@@ -9,7 +9,8 @@
 // Template: T; W = elements per access (16 bytes of T when h is a multiple of that,
 // else 1); TOP_K = 0: top_k read at run time, > 0: fixed when compiled; HAS_SHARED;
 // ITERS = accesses per thread along the row, ceil(h / (W * threads));
-// EPS_BITS = the bits of eps as a float32 (template arguments are integers); ROUND_BEFORE_WEIGHT.
+// EPS_BITS = the bits of eps as a float32 (template arguments are integers); ROUND_BEFORE_WEIGHT;
+// ROUNDING = where the combine's sums meet T, as in moe_weighted_reduce_row.metal (0: once, at the store).
 // Grid, counted in threads: n_tokens * threads, in threadgroups of `threads` (a multiple
 // of 32, at most 1024).
 const uint H = y_expert_shape[1];
@@ -26,6 +27,9 @@ struct alignas(sizeof(T) * W) Row {
 // 1. The combine, W outputs per access, each thread striding along the row. The values
 // stay in registers for step 3, and each thread adds up the squares of its own.
 const float logit = HAS_SHARED ? float(sh_logit[t]) : 0.0f;
+// ROUNDED(x, level) is x rounded to T when ROUNDING >= level, else x. Rounding per op, the gate is computed as
+// MLX's sigmoid computes it on the CPU: e = exp(|x|) rounded to T, then 1 / (1 + e), or 1 minus that for x > 0.
+#define ROUNDED(x, level) (ROUNDING >= (level) ? float(static_cast<T>(x)) : (x))
 float kept[ITERS][W];
 float sumsq = 0.0f;
 for (int it = 0; it < ITERS; ++it) {
@@ -41,13 +45,18 @@ for (int it = 0; it < ITERS; ++it) {
             const float w = float(expert_w[t * K + k]);
             const Row y = *(const device Row*)(y_expert + y_row + int64_t(k) * H + h0);
             for (int i = 0; i < W; ++i) {
-                acc[i] += w * float(y.v[i]);
+                acc[i] = ROUNDED(acc[i] + ROUNDED(w * float(y.v[i]), 1), 2);
             }
         }
-        const float gate = HAS_SHARED ? 1.0f / (1.0f + metal::exp(-logit)) : 0.0f;
+        const float below = 1.0f / (1.0f + ROUNDED(metal::exp(metal::abs(logit)), 1));
+        const float gate = !HAS_SHARED ? 0.0f
+                         : ROUNDING == 0 ? 1.0f / (1.0f + metal::exp(-logit))
+                         : ROUNDED(logit < 0.0f ? below : 1.0f - below, 1);
         Row o;
         for (int i = 0; i < W; ++i) {
-            o.v[i] = static_cast<T>(acc[i] + gate * float(ys.v[i]) + float(res.v[i]));
+            const float combined = ROUNDING == 0 ? acc[i] + gate * float(ys.v[i])
+                                 : HAS_SHARED ? ROUNDED(acc[i], 1) + ROUNDED(gate * float(ys.v[i]), 1) : acc[i];
+            o.v[i] = static_cast<T>(ROUNDED(combined, 1) + float(res.v[i]));
             kept[it][i] = float(o.v[i]);
             sumsq += kept[it][i] * kept[it][i];
         }

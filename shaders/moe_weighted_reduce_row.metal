@@ -6,7 +6,10 @@
 //            + sigmoid(sh_logit[t]) * y_shared[t,h]   (when HAS_SHARED)
 //            + residual[t,h]                          (when HAS_RESIDUAL)
 // Template: T = activation dtype; W = outputs per thread; TOP_K (> 0) = top_k, fixed when compiled (the
-// loads are held in TOP_K registers); HAS_SHARED, HAS_RESIDUAL = which terms exist.
+// loads are held in TOP_K registers); HAS_SHARED, HAS_RESIDUAL = which terms exist; ROUNDING = where sums
+// meet T: 0, once, at the store; 1, after every operation, as separate MLX ops round (each weighted product,
+// the sum over k, the gate, the gated shared term, each add); 2, as 1 with the running sum over k rounded
+// after each add too (MLX's CUDA and Metal sums of half/bfloat add in that type).
 // The host launches it only when H is a multiple of W and n_tokens*H >= 8 (else scalar_k runs): every row
 // then starts on a W-element boundary, and MLX passes the inputs in the device address space.
 // Grid, counted in threads: n_tokens * H / W threads, row by row.
@@ -35,19 +38,24 @@ for (int k = 0; k < TOP_K; ++k) {
 }
 
 // Arithmetic. The gate uses the GPU's fast exp and divide (a few ulp): exp(-x) = inf for x < -88 gives
-// 1 / inf = 0, no NaN.
-const float gate = HAS_SHARED ? metal::fast::divide(1.0f, 1.0f + metal::fast::exp(-logit)) : 0.0f;
+// 1 / inf = 0, no NaN. ROUNDED(x, level) is x rounded to T when ROUNDING >= level, else x. Rounding per op, the gate is computed as
+// MLX's sigmoid computes it on the CPU: e = exp(|x|) rounded to T, then 1 / (1 + e), or 1 minus that for x > 0.
+#define ROUNDED(x, level) (ROUNDING >= (level) ? float(static_cast<T>(x)) : (x))
+const float below = 1.0f / (1.0f + ROUNDED(metal::exp(metal::abs(logit)), 1));
+const float gate = !HAS_SHARED ? 0.0f
+                 : ROUNDING == 0 ? metal::fast::divide(1.0f, 1.0f + metal::fast::exp(-logit))
+                 : ROUNDED(logit < 0.0f ? below : 1.0f - below, 1);
 Row o;
 for (int i = 0; i < W; ++i) {
     float a = 0.0f;
     for (int k = 0; k < TOP_K; ++k) {
-        a += wk[k] * float(yk[k].v[i]);
+        a = ROUNDED(a + ROUNDED(wk[k] * float(yk[k].v[i]), 1), 2);
     }
     if (HAS_SHARED) {
-        a += gate * float(ys.v[i]);
+        a = ROUNDED(ROUNDED(a, 1) + ROUNDED(gate * float(ys.v[i]), 1), 1);
     }
     if (HAS_RESIDUAL) {
-        a += float(res.v[i]);
+        a = ROUNDED(a, 1) + float(res.v[i]);
     }
     o.v[i] = static_cast<T>(a);
 }

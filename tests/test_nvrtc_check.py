@@ -20,10 +20,14 @@ def test_generated_source_has_mlx_signature_and_constants():
 
 
 def test_units_cover_every_variant_every_dtype_pair_and_the_fused_kernel():
-    """16 template combinations per variant and dtype pair, 4 per pair for the fused kernel; comment-free bodies."""
+    """16 template combinations per variant and dtype pair, 4 per pair for the fused kernel, each again rounding
+    per op where the body can (row: 16 units in float32, 8 per 16-bit pair, whose h 1001 runs scalar_k); the
+    bodies comment-free."""
     labels = [u.label for u in nvrtc_check.units()]
     pairs = len(nvrtc_check.DTYPES)
-    assert len(labels) == len(set(labels)) == len(kernels.VARIANTS) * pairs * 16 + pairs * 4
+    row_per_op = 16 + 8 * (pairs - 1)
+    assert len(labels) == len(set(labels)) == len(kernels.VARIANTS) * pairs * 16 + row_per_op + pairs * 4 * 2
+    assert sum("ROUNDING=2" in label for label in labels) == row_per_op + pairs * 4
     assert {label.split()[0] for label in labels} == set(kernels.VARIANTS) | {"fused"}
     assert all("//" not in u.source.split("namespace mlx::core::cu", 1)[1].replace("} // namespace mlx::core::cu", "")
                for u in nvrtc_check.units())

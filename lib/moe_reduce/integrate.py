@@ -28,6 +28,9 @@ MOE_BLOCKS = {
     "qwen3_next": qwen3_next.Qwen3NextSparseMoeBlock,
 }
 NORM_ROUNDING = "before_weight"  # mx.fast.rms_norm's order, which mlx-lm's norms use
+# The combine's rounding by default: "per_op" rounds where mlx-lm's separate ops round, so a patched low-precision
+# model computes what the unpatched one does; "once" keeps every sum in float32 (kernels.COMBINE_ROUNDINGS).
+ROUNDING = "per_op"
 
 
 def model_type(model: nn.Module) -> str:
@@ -43,26 +46,27 @@ def moe_layers(model: nn.Module) -> list[nn.Module]:
             if type(layer.mlp) is block and getattr(layer.mlp, "sharding_group", None) is None]
 
 
-def patch_mlx_lm(model: nn.Module, *, fuse_norm: bool = False, backend: str = "auto") -> int:
+def patch_mlx_lm(model: nn.Module, *, fuse_norm: bool = False, backend: str = "auto", rounding: str = ROUNDING) -> int:
     """Replace the combine of every MoE block of an mlx-lm model (qwen2_moe, qwen3_moe, qwen3_next) with
     moe_weighted_reduce; with fuse_norm=True, replace the combine, the residual add after it and the next
     layer's input RMSNorm (the final norm after the last layer) with one moe_combine_rmsnorm, rounding as
-    mx.fast.rms_norm does. Returns the number of decoder layers patched. Dense-MLP layers, sharded MoE blocks
-    and (for fuse_norm) pipelined models are left as they are and not counted. Everything is checked before
-    the model is changed."""
+    mx.fast.rms_norm does. rounding: the combine's, "per_op" (as mlx-lm's ops round) or "once". Returns the
+    number of decoder layers patched. Dense-MLP layers, sharded MoE blocks and (for fuse_norm) pipelined models
+    are left as they are and not counted. Everything is checked before the model is changed."""
     kind = model_type(model)
     if kind not in MOE_BLOCKS:
         raise ValueError(f"model: expected an mlx-lm model of type {' or '.join(MOE_BLOCKS)}, got {kind!r}")
     if any(hasattr(type(m), "patched_from") for m in model.modules()):
         raise ValueError("model: expected an unpatched model, got one already patched (call unpatch_mlx_lm first)")
     backend = pick_backend(backend)
+    kernels.rounding_level(rounding, backend)
     layers = moe_layers(model)
     if fuse_norm and getattr(model.model, "pipeline_size", 1) > 1:
         fuse_norm = False
     for layer in layers:
         block = layer.mlp
         block.__class__ = patched_class(type(block), CombinedMoeBlock)
-        block.moe_backend = backend
+        block.moe_backend, block.moe_rounding = backend, rounding
     if fuse_norm:
         fuse_layers(model, layers)
     return len(layers)
@@ -88,15 +92,16 @@ def unpatch_mlx_lm(model: nn.Module) -> int:
             continue
         restored += isinstance(m, CombinedMoeBlock)
         m.__class__ = original
-        for name in ("moe_backend", "next_norm", "handed"):
+        for name in ("moe_backend", "moe_rounding", "next_norm", "handed"):
             m.__dict__.pop(name, None)
     return restored
 
 
 @contextlib.contextmanager
-def patched(model: nn.Module, *, fuse_norm: bool = False, backend: str = "auto") -> Iterator[int]:
+def patched(model: nn.Module, *, fuse_norm: bool = False, backend: str = "auto",
+            rounding: str = ROUNDING) -> Iterator[int]:
     """patch_mlx_lm for the duration of a with block (yields the number of layers patched), then unpatch."""
-    n = patch_mlx_lm(model, fuse_norm=fuse_norm, backend=backend)
+    n = patch_mlx_lm(model, fuse_norm=fuse_norm, backend=backend, rounding=rounding)
     try:
         yield n
     finally:
@@ -139,7 +144,8 @@ class CombinedMoeBlock(nn.Module):
     """An MoE block whose combine (weighted sum of the experts plus the gated shared expert) is our kernel."""
 
     def __call__(self, x: mx.array) -> mx.array:
-        return kernels.moe_weighted_reduce(*expert_terms(self, x), backend=self.moe_backend).reshape(x.shape)
+        return kernels.moe_weighted_reduce(*expert_terms(self, x), backend=self.moe_backend,
+                                           rounding=self.moe_rounding).reshape(x.shape)
 
 
 class HandedRMSNorm(nn.RMSNorm):
@@ -163,7 +169,7 @@ class FusedDecoderLayer(nn.Module):
         norm = self.next_norm
         hidden, normed = kernels.moe_combine_rmsnorm(
             *terms, h.reshape(-1, h.shape[-1]), norm.weight, norm.eps, backend=self.mlp.moe_backend,
-            norm_rounding=NORM_ROUNDING)
+            norm_rounding=NORM_ROUNDING, rounding=self.mlp.moe_rounding)
         hidden = hidden.reshape(h.shape)
         object.__setattr__(norm, "handed", (hidden, normed.reshape(h.shape)))
         return hidden

@@ -29,13 +29,15 @@ INPUT_NAMES = CombineArgs._fields  # the kernel's buffers, in the order MLX numb
 @dataclass(frozen=True)
 class Variant:
     """One kernel in shaders/: its source, how many bytes of a row each thread makes (0: one output, whatever
-    its size), and whether top_k is fixed when it is compiled (the template argument TOP_K)."""
+    its size), whether top_k is fixed when it is compiled (the template argument TOP_K), and whether it can
+    round as a model's separate ops do (the template argument ROUNDING; see COMBINE_ROUNDINGS)."""
 
     name: str
     file: str
     summary: str
     row_bytes: int = 0
     unroll_k: bool = False
+    per_op: bool = False
 
     @property
     def vector(self) -> bool:
@@ -58,9 +60,16 @@ VARIANTS = {
         Variant("vec_k", "moe_weighted_reduce_vec.metal", "vec with top_k fixed at compile time: the k loop unrolls",
                 row_bytes=16, unroll_k=True),
         Variant("row", "moe_weighted_reduce_row.metal", "4 bytes per row per thread, all loads before any math, top_k fixed",
-                row_bytes=4, unroll_k=True),
+                row_bytes=4, unroll_k=True, per_op=True),
     ]
 }
+# Where the combine's sums are rounded to the activation dtype T: "once", at the store (every sum in float32), or
+# "per_op", after every operation, as the separate MLX ops of a model round them (mlx-lm's combine: each weighted
+# product, the sum over k, the gate, the gated shared term, each add). MLX's sums of half/bfloat add in that type
+# on CUDA and Metal (its reduce sources) and in float32 on the CPU (tests/test_kernels.py checks both against
+# MLX's ops), so per_op also rounds the running sum over k on the GPU backends. Only the variants with per_op
+# (and the fused kernel) can round per op; "auto" then runs "row".
+COMBINE_ROUNDINGS = ("once", "per_op")
 
 
 class LaunchConfig(NamedTuple):
@@ -108,18 +117,44 @@ def choose_variant(name: str, p: Problem) -> Variant:
     return v
 
 
-def choose_launch(backend: str, variant: str, threads: int | None, p: Problem) -> tuple[Variant, int, str]:
-    """The variant and threadgroup size to run, and why: as asked, or for "auto" from the launch table."""
+def rounding_level(rounding: str, backend: str) -> int:
+    """The template argument ROUNDING for a rounding of COMBINE_ROUNDINGS on a backend: 0 rounds once; 1 per op;
+    2 per op with the running sum over k in T too (the GPU backends' MLX sums)."""
+    if rounding not in COMBINE_ROUNDINGS:
+        raise ValueError(f"rounding: expected one of {list(COMBINE_ROUNDINGS)}, got {rounding!r}")
+    return 0 if rounding == "once" else 1 if backend == "host" else 2
+
+
+def choose_launch(backend: str, variant: str, threads: int | None, p: Problem,
+                  rounding: str = "once") -> tuple[Variant, int, str]:
+    """The variant and threadgroup size to run, and why: as asked, or for "auto" from the launch table; a per_op
+    rounding runs "row" (for "auto") and needs a variant that has it, with no fallback to another body."""
+    if rounding != "once":
+        return per_op_variant(variant, p), threads or DEFAULT_THREADS, f"rounding {rounding}: {variant}"
     if variant == "auto":
         c = launch_table.choose(backend, device_name(backend), p.dtype, p.n_tokens, p.h, p.top_k)
         return choose_variant(c.variant, p), threads or c.threads, c.source
     return choose_variant(variant, p), threads or DEFAULT_THREADS, "asked"
 
 
-def launch_config(variant: str, p: Problem, threads: int = DEFAULT_THREADS) -> LaunchConfig:
+def per_op_variant(variant: str, p: Problem) -> Variant:
+    """The variant that rounds per op for `variant` ("auto": row), or a ValueError saying what stops it."""
+    v = get_variant("row" if variant == "auto" else variant)
+    if not v.per_op:
+        raise ValueError(f"variant: rounding 'per_op' needs one of "
+                         f"{['auto'] + [n for n, u in VARIANTS.items() if u.per_op]}, got {variant!r}")
+    if choose_variant(v.name, p) is not v:
+        w = v.outputs_per_thread(p.dtype)
+        raise ValueError(f"h: rounding 'per_op' runs the {v.name} body, which needs h a multiple of {w} and "
+                         f"n_tokens * h >= 8, got h={p.h}, n_tokens={p.n_tokens}")
+    return v
+
+
+def launch_config(variant: str, p: Problem, threads: int = DEFAULT_THREADS, rounding: int = 0) -> LaunchConfig:
     """A 1-D grid of n_tokens * ceil(h / W) threads in threadgroups of `threads`, and the template: the
     activation dtype T, TOP_K (0 = read at run time), which optional terms exist, for the vector body NV
-    (4-wide vectors per row) and ALIGNED (h a multiple of W), for the row body W."""
+    (4-wide vectors per row) and ALIGNED (h a multiple of W), for the row body W, and for a body that can round
+    per op ROUNDING (rounding_level's value)."""
     v = get_variant(variant)
     w = v.outputs_per_thread(p.dtype)
     n = p.n_tokens * -(-p.h // w)
@@ -129,6 +164,10 @@ def launch_config(variant: str, p: Problem, threads: int = DEFAULT_THREADS) -> L
     template += [("TOP_K", p.top_k if v.unroll_k else 0), ("HAS_SHARED", p.shared), ("HAS_RESIDUAL", p.residual)]
     if v.vector:
         template += [("ALIGNED", p.h % w == 0)]
+    if v.per_op:
+        template += [("ROUNDING", rounding)]
+    elif rounding:
+        raise ValueError(f"rounding: the {v.name} body rounds once only, got ROUNDING={rounding}")
     return LaunchConfig((n, 1, 1), (min(threads, n), 1, 1), template)
 
 
@@ -167,23 +206,24 @@ def dispatch(kernel: Callable[..., list], config: LaunchConfig, p: Problem, args
 
 
 def moe_weighted_reduce(expert_w, y_expert, sh_logit=None, y_shared=None, residual=None, *, backend: str = "auto",
-                        variant: str = "auto", threads: int | None = None, init_value: float | None = None,
-                        return_info: bool = False):
+                        variant: str = "auto", threads: int | None = None, rounding: str = "once",
+                        init_value: float | None = None, return_info: bool = False):
     """Run the combine kernel: returns out (n_tokens, h) as an mx.array, or (out, RunInfo).
     Arguments are checked before anything runs; `init_value` pre-fills the output (NaN poisons it).
     sh_logit and y_shared may both be None (no gated shared expert). variant: "auto" (from the launch table) or
-    a name in VARIANTS; threads: threadgroup size (None: the table's, or 256 for a named variant).
-    MLX arrays on a GPU backend take the fast path below; NumPy inputs, init_value, return_info and the host
-    backend take this plain one."""
+    a name in VARIANTS; threads: threadgroup size (None: the table's, or 256 for a named variant); rounding: one
+    of COMBINE_ROUNDINGS. MLX arrays on a GPU backend take the fast path below; NumPy inputs, init_value,
+    return_info and the host backend take this plain one."""
     if init_value is None and not return_info and all_mlx(expert_w, y_expert, sh_logit, y_shared, residual):
-        fast = compiled_launch(backend, variant, threads)
+        fast = compiled_launch(backend, variant, threads, rounding)
         if fast is not None:
             return fast(expert_w, y_expert, sh_logit, y_shared, residual)
     backend = pick_backend(backend)
+    level = rounding_level(rounding, backend)
     args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
     p = validate(*args, allowed=KERNEL_DTYPES)
-    v, n_threads, chosen_by = choose_launch(backend, variant, threads, p)
-    config = launch_config(v.name, p, n_threads)
+    v, n_threads, chosen_by = choose_launch(backend, variant, threads, p, rounding)
+    config = launch_config(v.name, p, n_threads, level)
     out = dispatch(build(v.name, backend), config, p, args, init_value)
     if not return_info:
         return out
@@ -204,27 +244,31 @@ def all_mlx(*args: object) -> bool:
 
 
 @functools.cache
-def compiled_launch(backend: str, variant: str, threads: int | None) -> Callable[..., mx.array] | None:
+def compiled_launch(backend: str, variant: str, threads: int | None,
+                    rounding: str = "once") -> Callable[..., mx.array] | None:
     """The plain call's steps traced by mx.compile, for a GPU backend (None for the host backend): on the first
     call with a new (shape, dtype) signature the Python below runs (validate, choose, configure, dispatch) and
     raises on bad input before any kernel; later calls with that signature replay the recorded kernel call
     from C++, skipping the Python that would rebuild it (notebook 03 measures what that saves)."""
     backend = pick_backend(backend)
+    rounding_level(rounding, backend)  # a bad rounding fails here, before anything is traced
     if backend == "host":
         return None
 
     def launch(*args: mx.array | None) -> mx.array:
         """combine_call (runs at trace time only)."""
-        return combine_call(backend, variant, threads, CombineArgs(*args))
+        return combine_call(backend, variant, threads, CombineArgs(*args), rounding)
 
     return mx.compile(launch)
 
 
-def combine_call(backend: str, variant: str, threads: int | None, args: CombineArgs) -> mx.array:
+def combine_call(backend: str, variant: str, threads: int | None, args: CombineArgs,
+                 rounding: str = "once") -> mx.array:
     """Validate, choose the launch, configure and dispatch the combine: the Python a compiled call traces."""
     p = validate(*args, allowed=KERNEL_DTYPES)
-    v, n_threads, _ = choose_launch(backend, variant, threads, p)
-    return dispatch(build(v.name, backend), launch_config(v.name, p, n_threads), p, args)
+    v, n_threads, _ = choose_launch(backend, variant, threads, p, rounding)
+    return dispatch(build(v.name, backend), launch_config(v.name, p, n_threads, rounding_level(rounding, backend)),
+                    p, args)
 
 
 # ---------------------------------------------------------------- The combine fused with the next RMSNorm (lesson 04)
@@ -238,11 +282,12 @@ FUSED_OUTPUTS = ("hidden", "normed")
 NORM_ROUNDINGS = ("once", "before_weight")
 
 
-def fused_config(p: Problem, eps: float, threads: int | None = None, norm_rounding: str = "once") -> LaunchConfig:
+def fused_config(p: Problem, eps: float, threads: int | None = None, norm_rounding: str = "once",
+                 rounding: int = 0) -> LaunchConfig:
     """One threadgroup per token, of `threads` threads (default: enough 32-thread SIMD groups to cover the row in
     16-byte accesses, at most 1024), each thread striding along the row ITERS times; the template carries W
-    (elements per access: 16 bytes' worth when h allows, else 1), TOP_K, HAS_SHARED, ITERS, eps's bits and
-    ROUND_BEFORE_WEIGHT (norm_rounding, one of NORM_ROUNDINGS)."""
+    (elements per access: 16 bytes' worth when h allows, else 1), TOP_K, HAS_SHARED, ITERS, eps's bits,
+    ROUND_BEFORE_WEIGHT (norm_rounding, one of NORM_ROUNDINGS) and ROUNDING (rounding_level's value)."""
     if norm_rounding not in NORM_ROUNDINGS:
         raise ValueError(f"norm_rounding: expected one of {list(NORM_ROUNDINGS)}, got {norm_rounding!r}")
     vec = VARIANTS["vec"].outputs_per_thread(p.dtype)
@@ -254,15 +299,15 @@ def fused_config(p: Problem, eps: float, threads: int | None = None, norm_roundi
     eps_bits = struct.unpack("<i", struct.pack("<f", eps))[0]
     template = [("T", to_mlx_dtype(p.dtype)), ("W", w), ("TOP_K", p.top_k), ("HAS_SHARED", p.shared),
                 ("ITERS", -(-groups // threads)), ("EPS_BITS", eps_bits),
-                ("ROUND_BEFORE_WEIGHT", norm_rounding == "before_weight")]
+                ("ROUND_BEFORE_WEIGHT", norm_rounding == "before_weight"), ("ROUNDING", rounding)]
     return LaunchConfig((p.n_tokens * threads, 1, 1), (threads, 1, 1), template)
 
 
 def fused_call(backend: str, args: CombineArgs, weight, eps: float, threads: int | None, norm_rounding: str,
-               init_value: float | None = None) -> tuple[mx.array, mx.array, LaunchConfig]:
+               rounding: str = "once", init_value: float | None = None) -> tuple[mx.array, mx.array, LaunchConfig]:
     """Validate, configure and dispatch the fused kernel: (hidden, normed, config)."""
     p = validate_rmsnorm(*args, weight, eps, allowed=KERNEL_DTYPES)
-    config = fused_config(p, eps, threads, norm_rounding)
+    config = fused_config(p, eps, threads, norm_rounding, rounding_level(rounding, backend))
     hidden, normed = fused_dispatch(build_fused(backend), config, p, args, weight, init_value)
     return hidden, normed, config
 
@@ -285,20 +330,21 @@ def fused_dispatch(kernel: Callable[..., list], config: LaunchConfig, p: Problem
 
 def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight, eps: float = 1e-6, *,
                         backend: str = "auto", threads: int | None = None, norm_rounding: str = "once",
-                        init_value: float | None = None, return_info: bool = False):
+                        rounding: str = "once", init_value: float | None = None, return_info: bool = False):
     """The combine and the RMSNorm after it in one kernel: returns (hidden, normed), or (hidden, normed, RunInfo).
     hidden = the combine with the residual (required); normed = hidden / sqrt(mean(hidden^2) + eps) * weight,
     weight of shape (h,) in the activations' dtype. Models whose norm scales by 1 + weight (Qwen3-Next) pass
     1 + weight. norm_rounding: "once" (normed rounded after the weight multiply) or "before_weight" (as
-    mx.fast.rms_norm rounds; see NORM_ROUNDINGS). Checked before anything runs; MLX arrays on a GPU backend take
+    mx.fast.rms_norm rounds; see NORM_ROUNDINGS); rounding: the combine's, one of COMBINE_ROUNDINGS (per_op also
+    rounds the combine before the residual add). Checked before anything runs; MLX arrays on a GPU backend take
     an mx.compile fast path."""
     args = CombineArgs(expert_w, y_expert, sh_logit, y_shared, residual)
     if init_value is None and not return_info:
-        fast = compiled_fused(backend, threads, eps, norm_rounding)
+        fast = compiled_fused(backend, threads, eps, norm_rounding, rounding)
         if fast is not None and all_mlx(*args, weight):
             return fast(*args, weight)
     backend = pick_backend(backend)
-    hidden, normed, config = fused_call(backend, args, weight, eps, threads, norm_rounding, init_value)
+    hidden, normed, config = fused_call(backend, args, weight, eps, threads, norm_rounding, rounding, init_value)
     if not return_info:
         return hidden, normed
     return hidden, normed, RunInfo(backend, "fused", Path(FUSED_FILE).stem, config.grid, config.threadgroup,
@@ -306,16 +352,18 @@ def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight
 
 
 @functools.cache
-def compiled_fused(backend: str, threads: int | None, eps: Any,
-                   norm_rounding: str) -> Callable[..., tuple[mx.array, mx.array]] | None:
+def compiled_fused(backend: str, threads: int | None, eps: Any, norm_rounding: str,
+                   rounding: str = "once") -> Callable[..., tuple[mx.array, mx.array]] | None:
     """fused_call traced by mx.compile for a GPU backend (None for the host backend), as compiled_launch."""
     backend = pick_backend(backend)
+    rounding_level(rounding, backend)  # a bad rounding fails here, before anything is traced
     if backend == "host":
         return None
 
     def launch(*args: mx.array | None) -> tuple[mx.array, mx.array]:
         """Validate, configure and dispatch (runs at trace time only)."""
-        hidden, normed, _ = fused_call(backend, CombineArgs(*args[:5]), args[5], eps, threads, norm_rounding)
+        hidden, normed, _ = fused_call(backend, CombineArgs(*args[:5]), args[5], eps, threads, norm_rounding,
+                                       rounding)
         return hidden, normed
 
     return mx.compile(launch)

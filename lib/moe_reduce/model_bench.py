@@ -3,7 +3,8 @@
 
 1. Checks: each supported model type at its published widths (model_configs, 2 layers), patched against
    unpatched (model_check): float32 and, against a float32 run of the same weights, bfloat16; with and
-   without fuse_norm; in a child process with MLX's TF32 matmuls off (CHECKS_ENV).
+   without fuse_norm; the combine rounding per op (as patched by default) and once; in a child process with
+   MLX's TF32 matmuls off (CHECKS_ENV). The timing below runs the default rounding (integrate.ROUNDING).
 2. Timing, every variant (unpatched, patched, patched with fuse_norm) in the same process: 4-layer models at
    Qwen3-30B-A3B's widths (no shared expert) and Qwen1.5-MoE-A2.7B's (a gated shared expert), bfloat16 and
    float32. Qwen3-Next is checked but not timed: on CUDA and the CPU mlx-lm runs its linear attention as a
@@ -28,6 +29,7 @@ import argparse
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import statistics
@@ -49,7 +51,7 @@ from mlx_lm.models.cache import make_prompt_cache
 from . import kernels, machine
 from .backends import pick_backend
 from .gputime import device_activities
-from .integrate import NORM_ROUNDING, expert_terms, patched
+from .integrate import NORM_ROUNDING, ROUNDING, expert_terms, patched
 from .model_check import agreement, decode
 from .model_configs import CONFIGS, build_model
 
@@ -201,9 +203,9 @@ def add_kernels(tables: Tables, row: dict, names: dict[str, tuple[float, float]]
 # ---------------------------------------------------------------- 1. checks
 
 
-def check_row(model: nn.Module, prompt: mx.array, fuse_norm: bool, backend: str, ref) -> dict:
+def check_row(model: nn.Module, prompt: mx.array, fuse_norm: bool, rounding: str, backend: str, ref) -> dict:
     """model_check.agreement as a row, with whether it passes the issue's bounds and the process's TF32 setting."""
-    a = agreement(model, prompt, fuse_norm=fuse_norm, backend=backend, ref=ref)
+    a = agreement(model, prompt, fuse_norm=fuse_norm, rounding=rounding, backend=backend, ref=ref)
     if ref is None:
         passed = a.distance <= 1e-4 and a.same_tokens
     else:
@@ -212,7 +214,8 @@ def check_row(model: nn.Module, prompt: mx.array, fuse_norm: bool, backend: str,
 
 
 def run_checks(tables: Tables, plan: Plan, backend: str) -> None:
-    """Every model type, float32 first (its decode is the others' reference), with and without fuse_norm."""
+    """Every model type, float32 first (its decode is the others' reference), with and without fuse_norm, with
+    each of the combine's roundings (kernels.COMBINE_ROUNDINGS)."""
     for name in CONFIGS:
         ref = None
         for dtype in ("float32", *(d for d in plan.dtypes if d != "float32")):
@@ -224,9 +227,10 @@ def run_checks(tables: Tables, plan: Plan, backend: str) -> None:
             prompt = tokens(plan.check_prompt, model.args.vocab_size)
             if dtype == "float32":
                 ref = decode(model, prompt)
-            for fuse in (False, True):
-                guarded(tables, "checks", dict(model=name, dtype=dtype, fuse_norm=fuse),
-                        lambda: check_row(model, prompt, fuse, backend, None if dtype == "float32" else ref))
+            for fuse, rounding in itertools.product((False, True), kernels.COMBINE_ROUNDINGS):
+                guarded(tables, "checks", dict(model=name, dtype=dtype, fuse_norm=fuse, rounding=rounding),
+                        lambda: check_row(model, prompt, fuse, rounding, backend,
+                                          None if dtype == "float32" else ref))
             del model
             mx.clear_cache()
 
@@ -377,14 +381,14 @@ def component_parts(model: nn.Module, name: str, backend: str, n: int) -> dict[s
         def fused(t: tuple) -> mx.array:
             """Our combine + residual + RMSNorm kernel: the normed output."""
             return kernels.moe_combine_rmsnorm(*t, h, norm.weight, norm.eps, backend=backend,
-                                               norm_rounding=NORM_ROUNDING)[1]
+                                               norm_rounding=NORM_ROUNDING, rounding=ROUNDING)[1]
 
         return {**whole, "combine_residual_norm": lambda: fused(terms),
                 "moe_block_residual_norm": lambda: fused(expert_terms(block, xn))}
     if VARIANTS[name] is None:
         combine = lambda: mlx_lm_combine(*terms)  # noqa: E731
     else:
-        combine = lambda: kernels.moe_weighted_reduce(*terms, backend=backend)  # noqa: E731
+        combine = lambda: kernels.moe_weighted_reduce(*terms, backend=backend, rounding=ROUNDING)  # noqa: E731
     return {**whole, "moe_block": lambda: block(xn), "combine": combine,
             "combine_residual_norm": lambda: norm(h + combine()),
             "moe_block_residual_norm": lambda: norm(h + block(xn))}
@@ -439,7 +443,8 @@ def metadata_of(plan: Plan, backend: str, argv: list[str]) -> dict:
     return dict(command="python -m moe_reduce.model_bench " + " ".join(argv), date=date.today().isoformat(),
                 backend=backend, device=str(mx.default_device()), gpu=machine.gpu_name(), cpu=machine.cpu_name(),
                 versions={**machine.versions(), "mlx_lm": metadata.version("mlx-lm")}, plan=asdict(plan),
-                timed=list(TIMED), variants=VARIANTS, norm_rounding=NORM_ROUNDING, checks_env=CHECKS_ENV,
+                timed=list(TIMED), variants=VARIANTS, norm_rounding=NORM_ROUNDING, rounding=ROUNDING,
+                checks_env=CHECKS_ENV,
                 configs=CONFIGS, low_precision_slack=LOW_PRECISION_SLACK)
 
 

@@ -10,7 +10,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx_lm.models.cache import make_prompt_cache
 
-from .integrate import patched
+from .integrate import ROUNDING, patched
 
 STEPS = 8  # cached decode steps after the prefill
 
@@ -53,13 +53,13 @@ class Agreement:
     patched_ref_tokens: int | None = None
 
 
-def agreement(model: nn.Module, prompt: mx.array, *, fuse_norm: bool, backend: str = "auto",
+def agreement(model: nn.Module, prompt: mx.array, *, fuse_norm: bool, rounding: str = ROUNDING, backend: str = "auto",
               ref: tuple[np.ndarray, list[int]] | None = None, steps: int = STEPS) -> Agreement:
-    """Compare the model patched (patch_mlx_lm with fuse_norm) with itself unpatched; `ref` is decode()'s result
-    for a float32 copy of the model. The model is unpatched again afterwards."""
+    """Compare the model patched (patch_mlx_lm with fuse_norm and rounding) with itself unpatched; `ref` is
+    decode()'s result for a float32 copy of the model. The model is unpatched again afterwards."""
     logits, tokens = decode(model, prompt, steps)
     unpatched_ref = decode(model, prompt, steps, ref[1]) if ref else None
-    with patched(model, fuse_norm=fuse_norm, backend=backend) as layers:
+    with patched(model, fuse_norm=fuse_norm, backend=backend, rounding=rounding) as layers:
         fed_same = decode(model, prompt, steps, tokens)[0]
         own_tokens = decode(model, prompt, steps)[1]
         patched_ref = decode(model, prompt, steps, ref[1]) if ref else None

@@ -28,6 +28,8 @@ CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__hal
 OPTIONS = ("--device-as-default-execution-space", "--gpu-architecture=compute_90a")
 # (activation dtype, gate dtype): each dtype alone, and bfloat16 activations with float32 gates as tune measures them
 DTYPES = (("float32", "float32"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("bfloat16", "float32"))
+# ROUNDING's values on cuda (kernels.rounding_level): once, and per op with the sum over k in T
+CUDA_ROUNDING_LEVELS = (0, 2)
 
 
 class Unit(NamedTuple):
@@ -73,14 +75,17 @@ def units() -> Iterator[Unit]:
             kernels.VARIANTS, DTYPES, (1, 8), (True, False), (True, False), (2048, 1001)):
         p = Problem(3, top_k, h, dtype, gate, residual, shared)
         v = kernels.choose_variant(variant, p)
-        config = kernels.launch_config(v.name, p)
-        yield Unit(f"{variant} ({v.name}) {dtype}/{gate} top_k={top_k} shared={shared} residual={residual} h={h}",
-                   generated_source(v.name, header, bodies[v.file], input_dtypes(p),
-                                    [("out", dtype)], config.template))
-    for (dtype, gate), top_k, rounding in itertools.product(DTYPES, (1, 8), kernels.NORM_ROUNDINGS):
+        for level in CUDA_ROUNDING_LEVELS if v.per_op else (0,):
+            config = kernels.launch_config(v.name, p, rounding=level)
+            yield Unit(f"{variant} ({v.name}) {dtype}/{gate} top_k={top_k} shared={shared} residual={residual} h={h}"
+                       + (f" ROUNDING={level}" if level else ""),
+                       generated_source(v.name, header, bodies[v.file], input_dtypes(p),
+                                        [("out", dtype)], config.template))
+    for (dtype, gate), top_k, rounding, level in itertools.product(DTYPES, (1, 8), kernels.NORM_ROUNDINGS,
+                                                                   CUDA_ROUNDING_LEVELS):
         p = Problem(3, top_k, 2048, dtype, gate, True)
-        config = kernels.fused_config(p, 1e-6, None, rounding)
-        yield Unit(f"fused {dtype}/{gate} top_k={top_k} norm_rounding={rounding}",
+        config = kernels.fused_config(p, 1e-6, None, rounding, level)
+        yield Unit(f"fused {dtype}/{gate} top_k={top_k} norm_rounding={rounding}" + (f" ROUNDING={level}" if level else ""),
                    generated_source("fused", header, bodies[kernels.FUSED_FILE],
                                     input_dtypes(p) + [("weight", dtype)],
                                     [(n, dtype) for n in kernels.FUSED_OUTPUTS], config.template))
