@@ -263,15 +263,16 @@ def child_env() -> dict[str, str]:
 
 def line_within(stream, seconds: float) -> str:
     """The child's next line, or "" if none comes within `seconds`: a child that ignores SIGINT fails the test
-    instead of hanging it."""
+    instead of hanging it. `stream` is an unbuffered pipe, read a byte at a time, so no later line waits in a
+    buffer where select() and communicate() cannot see it."""
     ready, _, _ = select.select([stream], [], [], seconds)
-    return stream.readline() if ready else ""
+    return stream.readline().decode() if ready else ""
 
 
 def test_sigint_stops_a_launch_within_a_second_and_the_process_goes_on():
     """A child process spins in a kernel (a budget it would take years to spend) and gets SIGINT."""
     child = subprocess.Popen([sys.executable, "-c", INTERRUPT_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=child_env())
+                             bufsize=0, env=child_env())
     try:
         assert line_within(child.stdout, 120) == "spinning\n"
         time.sleep(0.5)  # well into the launch
@@ -279,7 +280,7 @@ def test_sigint_stops_a_launch_within_a_second_and_the_process_goes_on():
         sent = time.perf_counter()
         first = line_within(child.stdout, 10)
         stopped_after = time.perf_counter() - sent
-        rest, err = child.communicate(timeout=60)
+        rest, err = (out.decode() for out in child.communicate(timeout=60))
     finally:
         child.kill()
     assert first == "interrupted\n", (first, rest, err)
