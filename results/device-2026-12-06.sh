@@ -7,6 +7,8 @@
 #   probes:    results/nvidia-h100-2026-12-05-probes/round1.py env latency host (pointer chase, host cost)
 #   fused:     python -m moe_reduce bench --op fused (combine + RMSNorm, four implementations)
 #   model:     python -m moe_reduce.model_bench (mlx-lm models with our kernels)
+#   modelchecks, modeltiming: the two halves of model (checks only, with MLX_ENABLE_TF32=0 as model's child
+#              sets it; timing only), so that a short call brings the checks back first
 #   repeat:    bench of kernel_auto, kernel_row, Triton, tokens sweep, both dtypes (a second measurement)
 #   graphs:    results/device-2026-12-06-graphs.py (kernel durations and gaps in and out of CUDA graphs, ours and Triton)
 #   params:    results/device-2026-12-06-params.py (one-thread kernels that read parameters, in and out of graphs)
@@ -26,7 +28,7 @@ STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=260 [bench-bfloat16]=260 [probes]=120 [fused]=160
                   [model]=260 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120
                   [gap]=200 [ncu16k]=200 [ncu]=240 [width]=150
-                  [contenders-float32]=540 [contenders-bfloat16]=540 [rounding]=200)
+                  [contenders-float32]=540 [contenders-bfloat16]=540 [rounding]=200 [modelchecks]=120 [modeltiming]=240)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
 CONTENDERS=kernel_auto,kernel_row,kernel_vec_k,kernel_vec,kernel_scalar_k,kernel_scalar,triton,triton_graph,torch_compile,torch_compile_graph,torch,mlx_compile,mlx
 run_step() {
@@ -41,6 +43,8 @@ run_step() {
         probes) mkdir -p "$OUT/probes" && OUT=$OUT/probes python3 results/nvidia-h100-2026-12-05-probes/round1.py env latency host ;;
         fused) python3 -m moe_reduce bench --op fused --sweeps tokens --no-progress --out "$OUT/fused" ;;
         model) python3 -m moe_reduce.model_bench --out "$OUT/model" --budget-s 220 ;;
+        modelchecks) MLX_ENABLE_TF32=0 python3 -m moe_reduce.model_bench --out "$OUT/modelchecks" --checks-only ;;
+        modeltiming) python3 -m moe_reduce.model_bench --out "$OUT/modeltiming" --no-checks --budget-s 210 ;;
         repeat) python3 -m moe_reduce bench --dtypes float32,bfloat16 --impls kernel_auto,kernel_row,triton \
                     --sweeps tokens --out "$OUT/repeat" --no-progress ;;
         placement) mkdir -p "$OUT/placement" && OUT=$OUT/placement python3 results/device-2026-12-06-placement.py ;;
