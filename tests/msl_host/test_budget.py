@@ -199,6 +199,9 @@ def test_loops_that_end_keep_their_meaning():
 # Both instances are compiled before the test begins (the spinning one stops at once with a budget of 1,000).
 CHILD_SETUP = """
 import os, signal
+# Python's own SIGINT handler, as an interactive Python has it: a child of a background job starts with SIGINT
+# ignored (the shell's rule for '&'), and a SIGINT would then reach nothing.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import mlx.core as mx
 import msl_host as host
 from msl_host import build, translate
