@@ -128,8 +128,9 @@ def test_unsupported_model_is_refused_unchanged():
 @pytest.mark.parametrize("call, error, match", [
     (dict(backend="nope"), ValueError, r"^backend: expected 'auto' or one of"),
     (dict(backend="metal" if "metal" not in available_backends() else "cuda"), RuntimeError, r"is not available here"),
+    (dict(rounding="twice"), ValueError, r"^rounding: expected one of \['once', 'per_op'\], got 'twice'$"),
 ])
-def test_bad_backend_leaves_the_model_unchanged(models, call, error, match):
+def test_bad_backend_or_rounding_leaves_the_model_unchanged(models, call, error, match):
     model = models["Qwen3-30B-A3B"]
     before = state(model)
     with pytest.raises(error, match=match):

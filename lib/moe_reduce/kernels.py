@@ -66,9 +66,9 @@ VARIANTS = {
 # Where the combine's sums are rounded to the activation dtype T: "once", at the store (every sum in float32), or
 # "per_op", after every operation, as the separate MLX ops of a model round them (mlx-lm's combine: each weighted
 # product, the sum over k, the gate, the gated shared term, each add). MLX's sums of half/bfloat add in that type
-# on CUDA and Metal (its reduce sources) and in float32 on the CPU (tests/test_kernels.py checks both against
-# MLX's ops), so per_op also rounds the running sum over k on the GPU backends. Only the variants with per_op
-# (and the fused kernel) can round per op; "auto" then runs "row".
+# on CUDA and Metal (by its reduce sources) and in float32 on the CPU (measured), so per_op also rounds the running
+# sum over k on the GPU backends; tests/test_rounding.py compares with MLX's ops on every backend present. Only
+# the variants with per_op (and the fused kernel) can round per op; "auto" then runs "row".
 COMBINE_ROUNDINGS = ("once", "per_op")
 
 
