@@ -16,6 +16,7 @@ import numpy as np
 
 from moe_reduce import kernels
 from moe_reduce.inputs import make_inputs
+from moe_reduce.model_bench import mlx_lm_combine
 
 
 def every_value(dtype: mx.Dtype) -> mx.array:
@@ -41,7 +42,7 @@ def main() -> None:
         for n_tokens, top_k in ((1, 8), (512, 8), (64, 10)):
             args = make_inputs(n_tokens, 2048, top_k, shared=False, residual=False, seed=n_tokens).mlx(name, name)
             w, y = args.expert_w, args.y_expert
-            ref = (y.reshape(n_tokens, top_k, -1) * w[..., None]).sum(axis=-2)
+            ref = mlx_lm_combine(w, y, None, None)
             got = kernels.moe_weighted_reduce(w, y, rounding="per_op")
             once = kernels.moe_weighted_reduce(w, y)
             count = lambda a: int(np.sum(np.array(a.astype(mx.float32)) != np.array(ref.astype(mx.float32))))  # noqa: E731

@@ -11,6 +11,7 @@ from moe_reduce import kernels
 from moe_reduce.backends import available_backends
 from moe_reduce.check import rel_error, tolerance
 from moe_reduce.inputs import make_fused_inputs, make_inputs
+from moe_reduce.model_bench import mlx_lm_combine
 from moe_reduce.reference import reference_f64
 from test_fused import ulps
 
@@ -30,14 +31,12 @@ def ops_stream(backend: str) -> mx.Device:
 
 
 def mlx_ops(args, stream: mx.Device) -> mx.array:
-    """The combine as mlx-lm's MoE blocks and decoder layers write it, one MLX op at a time."""
-    w, y, logit, ys, res = args
-    n, k = w.shape
+    """The combine as mlx-lm's MoE blocks write it (model_bench.mlx_lm_combine), then its decoder layer's residual
+    add, one MLX op at a time on `stream`."""
+    *terms, residual = args
     with mx.stream(stream):
-        out = (y.reshape(n, k, -1) * w[..., None]).sum(axis=-2)
-        if ys is not None:
-            out = out + mx.sigmoid(logit[:, None]) * ys
-        return out if res is None else res + out
+        out = mlx_lm_combine(*terms)
+        return out if residual is None else residual + out
 
 
 def differing(a: mx.array, b: mx.array) -> int:

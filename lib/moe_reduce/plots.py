@@ -393,7 +393,8 @@ def fused_time_figure(runs: dict[str, Run], dtype: str, h: int, top_k: int) -> F
 OKABE_ITO = {"vermillion": "#D55E00", "orange": "#E69F00", "purple": "#CC79A7", "blue": "#0072B2",
              "green": "#009E73", "sky": "#56B4E9", "black": "#000000", "grey": "#7F7F7F"}
 LINE_STYLES = {  # impl: (colour, marker, line style)
-    "kernel_auto": ("vermillion", "o", "-"), "kernel_row": ("vermillion", "D", "--"), "kernel_vec_k": ("orange", "s", "-"), "kernel_vec": ("orange", "D", "--"),
+    "kernel_auto": ("vermillion", "o", "-"), "kernel_row": ("vermillion", "D", "--"),
+    "kernel_vec_k": ("orange", "s", "-"), "kernel_vec": ("orange", "D", "--"),
     "kernel_scalar_k": ("purple", "^", "-"), "kernel_scalar": ("purple", "v", "--"), "triton": ("blue", "P", "-"),
     "triton_graph": ("blue", "P", ":"), "torch_compile": ("green", "X", "-"), "torch_compile_graph": ("green", "X", ":"),
     "torch": ("sky", "h", "-"), "mlx_compile": ("black", "*", "-"), "mlx": ("grey", "d", "-"), "numpy": ("grey", "x", "--"),
