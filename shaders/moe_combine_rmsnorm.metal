@@ -28,7 +28,8 @@ struct alignas(sizeof(T) * W) Row {
 // stay in registers for step 3, and each thread adds up the squares of its own.
 const float logit = HAS_SHARED ? float(sh_logit[t]) : 0.0f;
 // ROUNDED(x, level) is x rounded to T when ROUNDING >= level, else x. Rounding per op, the gate is computed as
-// MLX's sigmoid computes it on the CPU: e = exp(|x|) rounded to T, then 1 / (1 + e), or 1 minus that for x > 0.
+// MLX's sigmoid computes it: e = exp(|x|) rounded to T, y = 1 / (1 + e), and 1 - y for x > 0; MLX's CPU leaves
+// 1 + e and y unrounded (measured), its CUDA and Metal half types round them to T (level 2, read from MLX's source).
 #define ROUNDED(x, level) (ROUNDING >= (level) ? float(static_cast<T>(x)) : (x))
 float kept[ITERS][W];
 float sumsq = 0.0f;
@@ -48,7 +49,7 @@ for (int it = 0; it < ITERS; ++it) {
                 acc[i] = ROUNDED(acc[i] + ROUNDED(w * float(y.v[i]), 1), 2);
             }
         }
-        const float below = 1.0f / (1.0f + ROUNDED(metal::exp(metal::abs(logit)), 1));
+        const float below = ROUNDED(1.0f / ROUNDED(1.0f + ROUNDED(metal::exp(metal::abs(logit)), 1), 2), 2);
         const float gate = !HAS_SHARED ? 0.0f
                          : ROUNDING == 0 ? 1.0f / (1.0f + metal::exp(-logit))
                          : ROUNDED(logit < 0.0f ? below : 1.0f - below, 1);

@@ -39,9 +39,10 @@ for (int k = 0; k < TOP_K; ++k) {
 
 // Arithmetic. The gate uses the GPU's fast exp and divide (a few ulp): exp(-x) = inf for x < -88 gives
 // 1 / inf = 0, no NaN. ROUNDED(x, level) is x rounded to T when ROUNDING >= level, else x. Rounding per op, the gate is computed as
-// MLX's sigmoid computes it on the CPU: e = exp(|x|) rounded to T, then 1 / (1 + e), or 1 minus that for x > 0.
+// MLX's sigmoid computes it: e = exp(|x|) rounded to T, y = 1 / (1 + e), and 1 - y for x > 0; MLX's CPU leaves
+// 1 + e and y unrounded (measured), its CUDA and Metal half types round them to T (level 2, read from MLX's source).
 #define ROUNDED(x, level) (ROUNDING >= (level) ? float(static_cast<T>(x)) : (x))
-const float below = 1.0f / (1.0f + ROUNDED(metal::exp(metal::abs(logit)), 1));
+const float below = ROUNDED(1.0f / ROUNDED(1.0f + ROUNDED(metal::exp(metal::abs(logit)), 1), 2), 2);
 const float gate = !HAS_SHARED ? 0.0f
                  : ROUNDING == 0 ? metal::fast::divide(1.0f, 1.0f + metal::fast::exp(-logit))
                  : ROUNDED(logit < 0.0f ? below : 1.0f - below, 1);

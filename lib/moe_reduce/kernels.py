@@ -67,7 +67,8 @@ VARIANTS = {
 # "per_op", after every operation, as the separate MLX ops of a model round them (mlx-lm's combine: each weighted
 # product, the sum over k, the gate, the gated shared term, each add). MLX's sums of half/bfloat add in that type
 # on CUDA and Metal (by its reduce sources) and in float32 on the CPU (measured), so per_op also rounds the running
-# sum over k on the GPU backends; tests/test_rounding.py compares with MLX's ops on every backend present. Only
+# sum over k on the GPU backends, and the sigmoid's 1 + e and 1 / (1 + e) as their half types do (by source);
+# tests/test_rounding.py compares with MLX's ops on every backend present. Only
 # the variants with per_op (and the fused kernel) can round per op; "auto" then runs "row".
 COMBINE_ROUNDINGS = ("once", "per_op")
 
@@ -119,7 +120,7 @@ def choose_variant(name: str, p: Problem) -> Variant:
 
 def rounding_level(rounding: str, backend: str) -> int:
     """The template argument ROUNDING for a rounding of COMBINE_ROUNDINGS on a backend: 0 rounds once; 1 per op;
-    2 per op with the running sum over k in T too (the GPU backends' MLX sums)."""
+    2 per op with the running sum over k and the sigmoid's steps in T too (MLX on the GPU backends)."""
     if rounding not in COMBINE_ROUNDINGS:
         raise ValueError(f"rounding: expected one of {list(COMBINE_ROUNDINGS)}, got {rounding!r}")
     return 0 if rounding == "once" else 1 if backend == "host" else 2
