@@ -94,6 +94,38 @@ def test_run_info_says_per_op_runs_row():
     assert kernels.rounding_level("per_op", "cuda") == 2 and kernels.rounding_level("once", "cuda") == 0
 
 
+def rounded(x: np.ndarray, dtype: mx.Dtype) -> np.ndarray:
+    """x (float32) rounded to dtype, back as float32."""
+    return np.array(mx.array(x.astype(np.float32)).astype(dtype).astype(mx.float32))
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "float16"])
+def test_gpu_level_on_the_host_runner_is_a_numpy_model_of_mlx_gpu_ops(monkeypatch, name):
+    """ROUNDING 2 (what cuda and metal run), run here on the host runner, against NumPy doing what MLX's GPU
+    sources do: each product and the running sum over k rounded to the dtype; the sigmoid as e = exp(|x|),
+    d = 1 + e, y = 1 / d, and 1 - y for x > 0, each rounded. Every finite logit of the dtype; no GPU needed."""
+    monkeypatch.setattr(kernels, "rounding_level", lambda rounding, backend: 0 if rounding == "once" else 2)
+    dtype = getattr(mx, name)
+    bits = mx.array(np.arange(2**16, dtype=np.uint16)).view(dtype)
+    keep = np.flatnonzero(np.isfinite(np.array(bits.astype(mx.float32))))
+    x = bits[mx.array(keep)]
+    n, xf = x.size, np.array(x.astype(mx.float32))
+    gate = kernels.moe_weighted_reduce(mx.zeros((n, 1), dtype), mx.zeros((n, 2), dtype), x, mx.ones((n, 2), dtype),
+                                       backend="host", rounding="per_op", init_value=NAN)[:, 0]
+    with np.errstate(over="ignore"):
+        y = rounded(1 / rounded(1 + rounded(np.exp(np.abs(xf)), dtype), dtype), dtype)
+    model = np.where(xf < 0, y, rounded(1 - y, dtype))
+    assert np.sum(np.array(gate.astype(mx.float32)) != model) <= 1  # the C library's expf against NumPy's
+    args = make_inputs(64, 2048, 8, shared=False, residual=False, seed=3).mlx(name, name)
+    w = np.array(args.expert_w.astype(mx.float32))
+    y_expert = np.array(args.y_expert.astype(mx.float32)).reshape(64, 8, 2048)
+    total = np.zeros((64, 2048), np.float32)
+    for k in range(8):
+        total = rounded(total + rounded(w[:, k, None] * y_expert[:, k], dtype), dtype)
+    out = kernels.moe_weighted_reduce(args.expert_w, args.y_expert, backend="host", rounding="per_op", init_value=NAN)
+    assert differing(out, mx.array(total)) == 0
+
+
 @pytest.mark.parametrize("call, match", [
     (dict(rounding="twice"), r"^rounding: expected one of \['once', 'per_op'\], got 'twice'$"),
     (dict(rounding="per_op", variant="vec"), r"^variant: rounding 'per_op' needs one of \['auto', 'row'\], got 'vec'$"),
