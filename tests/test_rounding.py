@@ -115,7 +115,9 @@ def test_gpu_level_on_the_host_runner_is_a_numpy_model_of_mlx_gpu_ops(monkeypatc
     with np.errstate(over="ignore"):
         y = rounded(1 / rounded(1 + rounded(np.exp(np.abs(xf)), dtype), dtype), dtype)
     model = np.where(xf < 0, y, rounded(1 - y, dtype))
-    assert np.sum(np.array(gate.astype(mx.float32)) != model) <= 1  # the C library's expf against NumPy's
+    # x = -6.84375: exp|x| = 938.00005, within a float32 ulp of the bfloat16 tie 938: the host's exp and NumPy's
+    # float32 exp land on either side of it
+    assert np.sum(np.array(gate.astype(mx.float32)) != model) <= 1
     args = make_inputs(64, 2048, 8, shared=False, residual=False, seed=3).mlx(name, name)
     w = np.array(args.expert_w.astype(mx.float32))
     y_expert = np.array(args.y_expert.astype(mx.float32)).reshape(64, 8, 2048)

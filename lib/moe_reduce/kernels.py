@@ -68,8 +68,8 @@ VARIANTS = {
 # product, the sum over k, the gate, the gated shared term, each add). MLX's sums of half/bfloat add in that type
 # on CUDA and Metal (by its reduce sources) and in float32 on the CPU (measured), so per_op also rounds the running
 # sum over k on the GPU backends, and the sigmoid's 1 + e and 1 / (1 + e) as their half types do (by source);
-# tests/test_rounding.py compares with MLX's ops on every backend present. Only
-# the variants with per_op (and the fused kernel) can round per op; "auto" then runs "row".
+# tests/test_rounding.py compares with MLX's ops on every backend present. Only the variants with per_op (and the
+# fused kernel) can round per op; "auto" then runs "row".
 COMBINE_ROUNDINGS = ("once", "per_op")
 
 
