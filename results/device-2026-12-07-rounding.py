@@ -1,8 +1,9 @@
 """Issue 21: does our gate, rounding per op, give what MLX's own sigmoid gives on this backend? Every finite
 bfloat16 and float16 logit through mx.sigmoid and through our row kernel rounding per op (top_k 1, expert weight
-0, y_shared 1, so out = the gate as rounded), compared; both saved (gates.npz) so another formula can be tried
-against MLX's values off the GPU. Also mlx-lm's expert sum, (y * w[..., None]).sum(axis=-2), against our kernel
-rounding per op at a decode and a prefill size (differing elements printed).
+0, y_shared 1, so out = the gate as rounded), compared, and MLX's gates against NumPy models of the sigmoid's
+rounding; both saved (gates.npz) so another formula can be tried against MLX's values off the GPU. Also mlx-lm's
+expert sum, (y * w[..., None]).sum(axis=-2), against our kernel rounding per op at a decode and a prefill size
+(differing elements printed).
 
     OUT=DIR python3 results/device-2026-12-07-rounding.py    # from the repository root, PYTHONPATH=lib
 """
@@ -25,6 +26,24 @@ def every_value(dtype: mx.Dtype) -> mx.array:
     return x[mx.array(np.flatnonzero(np.isfinite(np.array(x.astype(mx.float32)))))]
 
 
+def to(x: np.ndarray, dtype: mx.Dtype) -> np.ndarray:
+    """x rounded to dtype, as float32."""
+    return np.array(mx.array(x.astype(np.float32)).astype(dtype).astype(mx.float32))
+
+
+def sigmoid_forms(x: np.ndarray, dtype: mx.Dtype) -> dict[str, np.ndarray]:
+    """NumPy models of a half-type sigmoid (x as float32): e = exp|x| rounded, 1 / (1 + e) in float32 (MLX's CPU),
+    or with 1 + e and 1 / (1 + e) rounded too (its CUDA source's operators), or the float64 sigmoid rounded once."""
+    with np.errstate(over="ignore"):
+        e = to(np.exp(np.abs(x)), dtype)
+        y = 1 / (1 + e)
+        y2 = to(1 / to(1 + e, dtype), dtype)
+        exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    return {"CPU form": to(np.where(x < 0, y, 1 - y), dtype),
+            "each step rounded": np.where(x < 0, y2, to(1 - y2, dtype)),
+            "float64 rounded once": to(exact, dtype)}
+
+
 def main() -> None:
     """Print the comparisons; write gates.npz under $OUT."""
     out = Path(os.environ["OUT"])
@@ -37,6 +56,9 @@ def main() -> None:
                                            mx.ones((n, 2), dtype), rounding="per_op")[:, 0]
         differ = np.array(theirs.astype(mx.float32)) != np.array(ours.astype(mx.float32))
         print(f"{name}: gate differs from mx.sigmoid for {int(differ.sum())} of {n} logits")
+        xf, mlx_gates = np.array(x.astype(mx.float32)), np.array(theirs.astype(mx.float32))
+        for form, model in sigmoid_forms(xf, dtype).items():
+            print(f"  mx.sigmoid against the NumPy model '{form}': {int(np.sum(model != mlx_gates))} differ")
         saved |= {f"{name}_x": np.array(x.astype(mx.float32)), f"{name}_mlx": np.array(theirs.astype(mx.float32)),
                   f"{name}_ours": np.array(ours.astype(mx.float32))}
         for n_tokens, top_k in ((1, 8), (512, 8), (64, 10)):
