@@ -3,7 +3,7 @@ bfloat16 and float16 logit through mx.sigmoid and through our row kernel roundin
 0, y_shared 1, so out = the gate as rounded), compared, and MLX's gates against NumPy models of the sigmoid's
 rounding; both saved (gates.npz) so another formula can be tried against MLX's values off the GPU. Also mlx-lm's
 expert sum, (y * w[..., None]).sum(axis=-2), against our kernel rounding per op at a decode and a prefill size
-(differing elements printed).
+(differing elements printed), and the fused kernel's norm against mx.fast.rms_norm.
 
     OUT=DIR python3 results/device-2026-12-07-rounding.py    # from the repository root, PYTHONPATH=lib
 """
@@ -16,8 +16,10 @@ import mlx.core as mx
 import numpy as np
 
 from moe_reduce import kernels
-from moe_reduce.inputs import make_inputs
+from moe_reduce.inputs import make_fused_inputs, make_inputs
 from moe_reduce.model_bench import mlx_lm_combine
+
+EPS = 1e-6
 
 
 def every_value(dtype: mx.Dtype) -> mx.array:
@@ -44,6 +46,25 @@ def sigmoid_forms(x: np.ndarray, dtype: mx.Dtype) -> dict[str, np.ndarray]:
             "float64 rounded once": to(exact, dtype)}
 
 
+def differing(a: mx.array, b: mx.array) -> int:
+    """How many elements of a and b differ."""
+    return int(np.sum(np.array(a.astype(mx.float32)) != np.array(b.astype(mx.float32))))
+
+
+def fused_norm(name: str) -> None:
+    """The fused kernel's normed output against mx.fast.rms_norm of the kernel's own hidden output (the norm
+    alone), at the default threads per token and at 128 (the per-thread order of MLX's CUDA rms_norm_small at
+    h 2048, by its source): how many elements differ."""
+    for n_tokens in (1, 512):
+        args = make_fused_inputs(n_tokens, 2048, 8, seed=n_tokens).mlx(name, name)
+        for threads in (None, 128):
+            hidden, normed, info = kernels.moe_combine_rmsnorm(*args, EPS, threads=threads, rounding="per_op",
+                                                               norm_rounding="before_weight", return_info=True)
+            print(f"{name} fused norm, {n_tokens} tokens, {info.threadgroup[0]} threads: "
+                  f"{differing(normed, mx.fast.rms_norm(hidden, args.weight, EPS))} of {normed.size} differ "
+                  f"from mx.fast.rms_norm")
+
+
 def main() -> None:
     """Print the comparisons; write gates.npz under $OUT."""
     out = Path(os.environ["OUT"])
@@ -67,9 +88,9 @@ def main() -> None:
             ref = mlx_lm_combine(w, y, None, None)
             got = kernels.moe_weighted_reduce(w, y, rounding="per_op")
             once = kernels.moe_weighted_reduce(w, y)
-            count = lambda a: int(np.sum(np.array(a.astype(mx.float32)) != np.array(ref.astype(mx.float32))))  # noqa: E731
-            print(f"{name} expert sum, {n_tokens} tokens, top_k {top_k}: per_op differs in {count(got)}, "
-                  f"once in {count(once)}, of {ref.size}")
+            print(f"{name} expert sum, {n_tokens} tokens, top_k {top_k}: per_op differs in {differing(got, ref)}, "
+                  f"once in {differing(once, ref)}, of {ref.size}")
+        fused_norm(name)
     np.savez_compressed(out / "gates.npz", **saved)
 
 
