@@ -13,7 +13,8 @@
 #   graphs:    results/device-2026-12-06-graphs.py (kernel durations and gaps in and out of CUDA graphs, ours and Triton)
 #   params:    results/device-2026-12-06-params.py (one-thread kernels that read parameters, in and out of graphs)
 #   gputests:  the kernel tests on the cuda backend
-#   rounding:  results/device-2026-12-07-rounding.py (our per-op gate and expert sum against MLX's ops), then the
+#   rounding:  results/device-2026-12-07-rounding.py (our per-op gate and expert sum against MLX's ops, which
+#              sigmoid form MLX computes, our fused norm against mx.fast.rms_norm), then the
 #              per-op rounding tests (tests/test_rounding.py) on the cuda backend
 #   placement: results/device-2026-12-06-placement.py (inputs in managed vs device memory, CUDA graphs on/off)
 #   gap:       results/device-2026-12-06-gap.py gap (bench's wall-minus-GPU gap at 2048-16384 tokens: long batches, timelines)
