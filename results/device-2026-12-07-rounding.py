@@ -16,41 +16,22 @@ import mlx.core as mx
 import numpy as np
 
 from moe_reduce import kernels
+from moe_reduce.arrays import to_numpy
 from moe_reduce.backends import make_kernel, pick_backend, read_source
+from moe_reduce.check import differing
 from moe_reduce.inputs import CombineArgs, make_fused_inputs, make_inputs
 from moe_reduce.model_bench import mlx_lm_combine
+from moe_reduce.reference import every_finite, rounded_to, sigmoid, sigmoid_per_op
 from moe_reduce.validate import validate_rmsnorm
 
 EPS = 1e-6
 
 
-def every_value(dtype: mx.Dtype) -> mx.array:
-    """Every finite value of a 16-bit float dtype."""
-    x = mx.array(np.arange(2**16, dtype=np.uint16)).view(dtype)
-    return x[mx.array(np.flatnonzero(np.isfinite(np.array(x.astype(mx.float32)))))]
-
-
-def to(x: np.ndarray, dtype: mx.Dtype) -> np.ndarray:
-    """x rounded to dtype, as float32."""
-    return np.array(mx.array(x.astype(np.float32)).astype(dtype).astype(mx.float32))
-
-
 def sigmoid_forms(x: np.ndarray, dtype: mx.Dtype) -> dict[str, np.ndarray]:
-    """NumPy models of a half-type sigmoid (x as float32): e = exp|x| rounded, 1 / (1 + e) in float32 (MLX's CPU),
-    or with 1 + e and 1 / (1 + e) rounded too (its CUDA source's operators), or the float64 sigmoid rounded once."""
-    with np.errstate(over="ignore"):
-        e = to(np.exp(np.abs(x)), dtype)
-        y = 1 / (1 + e)
-        y2 = to(1 / to(1 + e, dtype), dtype)
-        exact = 1 / (1 + np.exp(-x.astype(np.float64)))
-    return {"CPU form": to(np.where(x < 0, y, 1 - y), dtype),
-            "each step rounded": np.where(x < 0, y2, to(1 - y2, dtype)),
-            "float64 rounded once": to(exact, dtype)}
-
-
-def differing(a: mx.array, b: mx.array) -> int:
-    """How many elements of a and b differ."""
-    return int(np.sum(np.array(a.astype(mx.float32)) != np.array(b.astype(mx.float32))))
+    """NumPy models of a half-type sigmoid (x as float32): as MLX's CPU rounds it (level 1), with every step
+    rounded as its CUDA source's operators do (level 2), and the float64 sigmoid rounded once."""
+    return {"CPU form": sigmoid_per_op(x, dtype, 1), "each step rounded": sigmoid_per_op(x, dtype, 2),
+            "float64 rounded once": rounded_to(sigmoid(x.astype(np.float64)), dtype)}
 
 
 SEQUENTIAL_SUM = """float total = 0.0f;
@@ -101,18 +82,16 @@ def main() -> None:
     out = Path(os.environ["OUT"])
     saved = {}
     for name, dtype in (("bfloat16", mx.bfloat16), ("float16", mx.float16)):
-        x = every_value(dtype)
+        x = every_finite(dtype)
         n = x.size
         theirs = mx.sigmoid(x)
         ours = kernels.moe_weighted_reduce(mx.zeros((n, 1), dtype), mx.zeros((n, 2), dtype), x,
                                            mx.ones((n, 2), dtype), rounding="per_op")[:, 0]
-        differ = np.array(theirs.astype(mx.float32)) != np.array(ours.astype(mx.float32))
-        print(f"{name}: gate differs from mx.sigmoid for {int(differ.sum())} of {n} logits")
-        xf, mlx_gates = np.array(x.astype(mx.float32)), np.array(theirs.astype(mx.float32))
-        for form, model in sigmoid_forms(xf, dtype).items():
-            print(f"  mx.sigmoid against the NumPy model '{form}': {int(np.sum(model != mlx_gates))} differ")
-        saved |= {f"{name}_x": np.array(x.astype(mx.float32)), f"{name}_mlx": np.array(theirs.astype(mx.float32)),
-                  f"{name}_ours": np.array(ours.astype(mx.float32))}
+        gates = {key: to_numpy(a, np.float32) for key, a in (("x", x), ("mlx", theirs), ("ours", ours))}
+        print(f"{name}: gate differs from mx.sigmoid for {differing(gates['ours'], gates['mlx'])} of {n} logits")
+        for form, model in sigmoid_forms(gates["x"], dtype).items():
+            print(f"  mx.sigmoid against the NumPy model '{form}': {differing(model, gates['mlx'])} differ")
+        saved |= {f"{name}_{key}": a for key, a in gates.items()}
         for n_tokens, top_k in ((1, 8), (512, 8), (64, 10)):
             args = make_inputs(n_tokens, 2048, top_k, shared=False, residual=False, seed=n_tokens).mlx(name, name)
             w, y = args.expert_w, args.y_expert

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from moe_reduce import kernels
+from moe_reduce.arrays import to_numpy
 from moe_reduce.backends import available_backends
-from moe_reduce.check import rel_error, tolerance
+from moe_reduce.check import differing, rel_error, tolerance
 from moe_reduce.inputs import make_fused_inputs, make_inputs
 from moe_reduce.model_bench import mlx_lm_combine
-from moe_reduce.reference import reference_f64
+from moe_reduce.reference import every_finite, reference_f64, rounded_to, sigmoid_per_op
 from test_fused import ulps
 
 BACKENDS = list(available_backends())
@@ -37,11 +38,6 @@ def mlx_ops(args, stream: mx.Device) -> mx.array:
     with mx.stream(stream):
         out = mlx_lm_combine(*terms)
         return out if residual is None else residual + out
-
-
-def differing(a: mx.array, b: mx.array) -> int:
-    """How many elements differ in their bits (NaN counts as differing)."""
-    return int(np.sum(np.array(a.astype(mx.float32)) != np.array(b.astype(mx.float32))))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -94,11 +90,6 @@ def test_run_info_says_per_op_runs_row():
     assert kernels.rounding_level("per_op", "cuda") == 2 and kernels.rounding_level("once", "cuda") == 0
 
 
-def rounded(x: np.ndarray, dtype: mx.Dtype) -> np.ndarray:
-    """x (float32) rounded to dtype, back as float32."""
-    return np.array(mx.array(x.astype(np.float32)).astype(dtype).astype(mx.float32))
-
-
 @pytest.mark.parametrize("name", ["bfloat16", "float16"])
 def test_gpu_level_on_the_host_runner_is_a_numpy_model_of_mlx_gpu_ops(monkeypatch, name):
     """ROUNDING 2 (what cuda and metal run), run here on the host runner, against NumPy doing what MLX's GPU
@@ -106,26 +97,21 @@ def test_gpu_level_on_the_host_runner_is_a_numpy_model_of_mlx_gpu_ops(monkeypatc
     d = 1 + e, y = 1 / d, and 1 - y for x > 0, each rounded. Every finite logit of the dtype; no GPU needed."""
     monkeypatch.setattr(kernels, "rounding_level", lambda rounding, backend: 0 if rounding == "once" else 2)
     dtype = getattr(mx, name)
-    bits = mx.array(np.arange(2**16, dtype=np.uint16)).view(dtype)
-    keep = np.flatnonzero(np.isfinite(np.array(bits.astype(mx.float32))))
-    x = bits[mx.array(keep)]
-    n, xf = x.size, np.array(x.astype(mx.float32))
+    x = every_finite(dtype)
+    n = x.size
     gate = kernels.moe_weighted_reduce(mx.zeros((n, 1), dtype), mx.zeros((n, 2), dtype), x, mx.ones((n, 2), dtype),
                                        backend="host", rounding="per_op", init_value=NAN)[:, 0]
-    with np.errstate(over="ignore"):
-        y = rounded(1 / rounded(1 + rounded(np.exp(np.abs(xf)), dtype), dtype), dtype)
-    model = np.where(xf < 0, y, rounded(1 - y, dtype))
     # x = -6.84375: exp|x| = 938.00005, within a float32 ulp of the bfloat16 tie 938: the host's exp and NumPy's
     # float32 exp land on either side of it
-    assert np.sum(np.array(gate.astype(mx.float32)) != model) <= 1
+    assert differing(gate, sigmoid_per_op(to_numpy(x, np.float32), dtype, 2)) <= 1
     args = make_inputs(64, 2048, 8, shared=False, residual=False, seed=3).mlx(name, name)
     w = np.array(args.expert_w.astype(mx.float32))
     y_expert = np.array(args.y_expert.astype(mx.float32)).reshape(64, 8, 2048)
     total = np.zeros((64, 2048), np.float32)
     for k in range(8):
-        total = rounded(total + rounded(w[:, k, None] * y_expert[:, k], dtype), dtype)
+        total = rounded_to(total + rounded_to(w[:, k, None] * y_expert[:, k], dtype), dtype)
     out = kernels.moe_weighted_reduce(args.expert_w, args.y_expert, backend="host", rounding="per_op", init_value=NAN)
-    assert differing(out, mx.array(total)) == 0
+    assert differing(out, total) == 0
 
 
 @pytest.mark.parametrize("call, match", [

@@ -22,6 +22,11 @@ def rel_error(out, ref) -> float:
     return float(np.linalg.norm(out64 - ref64) / np.linalg.norm(ref64))
 
 
+def differing(out, ref) -> int:
+    """How many elements of out differ in value from ref (NaN counts as differing); NumPy or MLX arrays."""
+    return int(np.count_nonzero(to_numpy(out) != to_numpy(ref)))
+
+
 def worst(errors: list[float]) -> float:
     """The largest error, NaN if any is NaN (max() alone may skip a NaN)."""
     return float("nan") if any(e != e for e in errors) else max(errors)

@@ -81,3 +81,28 @@ def mlx_reference(expert_w, y_expert, sh_logit=None, y_shared=None, residual=Non
     validate(*args, allowed=KERNEL_DTYPES)
     args = [as_mlx(a) for a in args]
     return (mlx_combine_compiled if compiled else mlx_combine)(*args)
+
+
+# ---------------------------------------------------------------- MLX's separate ops in a half type (rounding per op)
+
+
+def rounded_to(x: np.ndarray, dtype: mx.Dtype) -> np.ndarray:
+    """x rounded to an MLX dtype, back as float32."""
+    return np.array(mx.array(np.asarray(x, np.float32)).astype(dtype).astype(mx.float32))
+
+
+def every_finite(dtype: mx.Dtype) -> mx.array:
+    """Every finite value of a 16-bit float dtype, as an array of it."""
+    x = mx.array(np.arange(2**16, dtype=np.uint16)).view(dtype)
+    return x[mx.array(np.flatnonzero(np.isfinite(np.array(x.astype(mx.float32)))))]
+
+
+def sigmoid_per_op(x: np.ndarray, dtype: mx.Dtype, level: int) -> np.ndarray:
+    """MLX's sigmoid of x (values of dtype, as float32) as kernels.rounding_level's level rounds it: e = exp|x|
+    rounded to dtype, y = 1 / (1 + e), and 1 - y for x > 0, rounded; level 1 (MLX's CPU, measured) leaves 1 + e and
+    y in float32, level 2 (the half-type operators of MLX's CUDA source) rounds them too."""
+    with np.errstate(over="ignore"):
+        e = rounded_to(np.exp(np.abs(x)), dtype)
+    d = rounded_to(1 + e, dtype) if level >= 2 else 1 + e
+    y = rounded_to(1 / d, dtype) if level >= 2 else 1 / d
+    return rounded_to(np.where(x < 0, y, 1 - y), dtype)
