@@ -9,7 +9,7 @@
 // loads are held in TOP_K registers); HAS_SHARED, HAS_RESIDUAL = which terms exist; ROUNDING = where sums
 // meet T: 0, once, at the store; 1, after every operation, as separate MLX ops round (each weighted product,
 // the sum over k, the gate, the gated shared term, each add); 2, as 1 with the running sum over k rounded
-// after each add too (MLX's CUDA and Metal sums of half/bfloat add in that type).
+// after each add and each step of the sigmoid rounded too (MLX's CUDA and Metal half types, by source).
 // The host launches it only when H is a multiple of W and n_tokens*H >= 8 (else scalar_k runs): every row
 // then starts on a W-element boundary, and MLX passes the inputs in the device address space.
 // Grid, counted in threads: n_tokens * H / W threads, row by row.
@@ -38,9 +38,10 @@ for (int k = 0; k < TOP_K; ++k) {
 }
 
 // Arithmetic. The gate uses the GPU's fast exp and divide (a few ulp): exp(-x) = inf for x < -88 gives
-// 1 / inf = 0, no NaN. ROUNDED(x, level) is x rounded to T when ROUNDING >= level, else x. Rounding per op, the gate is computed as
-// MLX's sigmoid computes it: e = exp(|x|) rounded to T, y = 1 / (1 + e), and 1 - y for x > 0; MLX's CPU leaves
-// 1 + e and y unrounded (measured), its CUDA and Metal half types round them to T (level 2, read from MLX's source).
+// 1 / inf = 0, no NaN. ROUNDED(x, level) is x rounded to T when ROUNDING >= level, else x. Rounding per op,
+// the gate is computed as MLX's sigmoid computes it: e = exp(|x|) rounded to T, y = 1 / (1 + e), and 1 - y
+// for x > 0; MLX's CPU leaves 1 + e and y unrounded (measured), its CUDA and Metal half types round them to T
+// (level 2, read from MLX's source).
 #define ROUNDED(x, level) (ROUNDING >= (level) ? float(static_cast<T>(x)) : (x))
 const float below = ROUNDED(1.0f / ROUNDED(1.0f + ROUNDED(metal::exp(metal::abs(logit)), 1), 2), 2);
 const float gate = !HAS_SHARED ? 0.0f

@@ -28,8 +28,8 @@ CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__hal
 OPTIONS = ("--device-as-default-execution-space", "--gpu-architecture=compute_90a")
 # (activation dtype, gate dtype): each dtype alone, and bfloat16 activations with float32 gates as tune measures them
 DTYPES = (("float32", "float32"), ("bfloat16", "bfloat16"), ("float16", "float16"), ("bfloat16", "float32"))
-# ROUNDING's values on cuda (kernels.rounding_level): once, and per op with the sum over k in T
-CUDA_ROUNDING_LEVELS = (0, 2)
+# ROUNDING's values on cuda: one per rounding of kernels.COMBINE_ROUNDINGS
+CUDA_ROUNDING_LEVELS = tuple(kernels.rounding_level(r, "cuda") for r in kernels.COMBINE_ROUNDINGS)
 
 
 class Unit(NamedTuple):
@@ -85,7 +85,8 @@ def units() -> Iterator[Unit]:
                                                                    CUDA_ROUNDING_LEVELS):
         p = Problem(3, top_k, 2048, dtype, gate, True)
         config = kernels.fused_config(p, 1e-6, None, rounding, level)
-        yield Unit(f"fused {dtype}/{gate} top_k={top_k} norm_rounding={rounding}" + (f" ROUNDING={level}" if level else ""),
+        yield Unit(f"fused {dtype}/{gate} top_k={top_k} norm_rounding={rounding}"
+                   + (f" ROUNDING={level}" if level else ""),
                    generated_source("fused", header, bodies[kernels.FUSED_FILE],
                                     input_dtypes(p) + [("weight", dtype)],
                                     [(n, dtype) for n in kernels.FUSED_OUTPUTS], config.template))
