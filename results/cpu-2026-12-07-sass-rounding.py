@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from moe_reduce import kernels, nvrtc_check
-from moe_reduce.backends import without_comments
+from moe_reduce.backends import read_source, without_comments
 
 FILES = {"row": "moe_weighted_reduce_row.metal", "fused": kernels.FUSED_FILE}
 
@@ -46,8 +46,7 @@ def main() -> None:
     for kind, file in FILES.items():
         then = subprocess.run(["git", "show", f"{args.before}:shaders/{file}"], capture_output=True, text=True,
                               check=True).stdout
-        now = (Path(kernels.__file__).parents[2] / "shaders" / file).read_text()
-        bodies[kind] = (without_comments(now), without_comments(then))
+        bodies[kind] = (without_comments(read_source(file)), without_comments(then))
     same, differ = 0, []
     for unit in nvrtc_check.units():
         if not unit.label.startswith(("row (row) ", "fused ")) or "ROUNDING=" in unit.label:
