@@ -1,5 +1,6 @@
 """Does rounding once (ROUNDING = 0) compile to the machine code the row and fused bodies had before ROUNDING
-existed? For every row and fused unit nvrtc_check makes with ROUNDING = 0, the same unit built from the body at an
+existed? For every row and fused unit nvrtc_check makes with ROUNDING = 0 (and, fused, the sum of squares in our
+order: MLX_CUDA_SUM false), the same unit built from the body at an
 earlier commit (its template without ROUNDING), both compiled by NVRTC for sm_90a and disassembled; prints how many
 units have identical instruction lists, and names any that differ. No GPU needed (see cpu-2026-12-06-sass.py).
 
@@ -27,11 +28,11 @@ def sass_tools():
 
 
 def earlier(unit: nvrtc_check.Unit, bodies: dict[str, tuple[str, str]]) -> str:
-    """The unit's source with the body it had at the earlier commit, and no ROUNDING constant."""
+    """The unit's source with the body it had at the earlier commit, and no ROUNDING or MLX_CUDA_SUM constant."""
     now, then = bodies[unit.label.split()[0]]
     source = unit.source.replace(now, then)
     assert then in source, unit.label
-    return source.replace("  constexpr int ROUNDING = 0;\n", "")
+    return source.replace("  constexpr int ROUNDING = 0;\n", "").replace("  constexpr bool MLX_CUDA_SUM = false;\n", "")
 
 
 def main() -> None:
@@ -49,8 +50,8 @@ def main() -> None:
         bodies[kind] = (without_comments(read_source(file)), without_comments(then))
     same, differ = 0, []
     for unit in nvrtc_check.units():
-        if not unit.label.startswith(("row (row) ", "fused ")) or "ROUNDING=" in unit.label:
-            continue  # another body (row falls back to scalar_k where h is odd), or rounding per op
+        if not unit.label.startswith(("row (row) ", "fused ")) or any(m in unit.label for m in ("ROUNDING=", "MLX_")):
+            continue  # another body (row falls back to scalar_k where h is odd), rounding per op, or MLX's sum order
         new, old = (tools.instructions(root, tools.cubin(nv, src)) for src in (unit.source, earlier(unit, bodies)))
         if new == old:
             same += 1

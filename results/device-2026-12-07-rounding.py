@@ -17,7 +17,7 @@ import numpy as np
 
 from moe_reduce import kernels
 from moe_reduce.arrays import to_numpy
-from moe_reduce.backends import make_kernel, pick_backend, read_source
+from moe_reduce.backends import pick_backend
 from moe_reduce.check import differing
 from moe_reduce.inputs import CombineArgs, make_fused_inputs, make_inputs
 from moe_reduce.model_bench import mlx_lm_combine
@@ -34,43 +34,25 @@ def sigmoid_forms(x: np.ndarray, dtype: mx.Dtype) -> dict[str, np.ndarray]:
             "float64 rounded once": rounded_to(sigmoid(x.astype(np.float64)), dtype)}
 
 
-SEQUENTIAL_SUM = """float total = 0.0f;
-for (uint g = 0; g < simdgroups_per_threadgroup; ++g) {
-    total += partial[g];
-}
-"""
-# MLX's CUDA BlockBroadcastReduce (rms_norm.cu, by source): the warp sums on the first lanes, zeros on the rest,
-# added by the same xor butterfly as one warp's lanes.
-BUTTERFLY_SUM = """const uint lane = thread_index_in_simdgroup;
-const float total = simd_sum(lane < simdgroups_per_threadgroup ? partial[lane] : 0.0f);
-"""
-
-
-def butterfly_kernel(backend: str):
-    """The fused kernel with its warp sums added as MLX's CUDA block reduce adds them."""
-    body = read_source(kernels.FUSED_FILE)
-    assert SEQUENTIAL_SUM in body, "the fused body's sum of warp sums has changed: update SEQUENTIAL_SUM"
-    return make_kernel("fused_butterfly", body.replace(SEQUENTIAL_SUM, BUTTERFLY_SUM), kernels.FUSED_INPUTS,
-                       backend, kernels.FUSED_OUTPUTS, source_name=kernels.FUSED_FILE)
-
-
 def fused_norm(name: str) -> None:
     """The fused kernel's normed output against mx.fast.rms_norm of the kernel's own hidden output (the norm
-    alone): at the default threads per token; at 128, the per-thread order of MLX's CUDA rms_norm_small at h 2048
-    (by its source); and at 128 with the warp sums added as MLX adds them. How many elements differ."""
+    alone), rounding per op and as mx.fast.rms_norm rounds: as a call takes it on this backend (on cuda, MLX's
+    CUDA RMSNorm's threads per row and block reduce, by its source), and in our own order (the warp sums added
+    in turn) at 128 threads and at the 256 that cover a row of 2048 in 16-byte accesses. How many elements differ."""
     backend = pick_backend("auto")
-    butterfly = butterfly_kernel(backend)
+    kernel, level = kernels.build_fused(backend), kernels.rounding_level("per_op", backend)
     for n_tokens in (1, 512):
         args = make_fused_inputs(n_tokens, 2048, 8, seed=n_tokens).mlx(name, name)
         p = validate_rmsnorm(*args, EPS)
-        runs = {}
-        for threads in (None, 128):
-            hidden, normed, info = kernels.moe_combine_rmsnorm(*args, EPS, threads=threads, rounding="per_op",
-                                                               norm_rounding="before_weight", return_info=True)
-            runs[f"{info.threadgroup[0]} threads"] = hidden, normed
-        config = kernels.fused_config(p, EPS, 128, "before_weight", kernels.rounding_level("per_op", backend))
-        runs["128 threads, butterfly"] = kernels.fused_dispatch(butterfly, config, p, CombineArgs(*args[:5]),
-                                                                args.weight)
+        hidden, normed, info = kernels.moe_combine_rmsnorm(*args, EPS, rounding="per_op",
+                                                           norm_rounding="before_weight", return_info=True)
+        template = dict(info.template)
+        runs = {f"as called ({info.threadgroup[0]} threads, MLX_CUDA_SUM {template['MLX_CUDA_SUM']})":
+                (hidden, normed)}
+        for threads in (128, 256):
+            config = kernels.fused_config(p, EPS, threads, "before_weight", level, mlx_sum=False)
+            runs[f"{threads} threads, warp sums in turn"] = kernels.fused_dispatch(kernel, config, p,
+                                                                                  CombineArgs(*args[:5]), args.weight)
         for label, (hidden, normed) in runs.items():
             print(f"{name} fused norm, {n_tokens} tokens, {label}: "
                   f"{differing(normed, mx.fast.rms_norm(hidden, args.weight, EPS))} of {normed.size} differ "

@@ -10,7 +10,8 @@
 // else 1); TOP_K = 0: top_k read at run time, > 0: fixed when compiled; HAS_SHARED;
 // ITERS = accesses per thread along the row, ceil(h / (W * threads));
 // EPS_BITS = the bits of eps as a float32 (template arguments are integers); ROUND_BEFORE_WEIGHT;
-// ROUNDING = where the combine's sums meet T, as in moe_weighted_reduce_row.metal (0: once, at the store).
+// ROUNDING = where the combine's sums meet T, as in moe_weighted_reduce_row.metal (0: once, at the store);
+// MLX_CUDA_SUM: the SIMD groups' sums added as MLX's CUDA RMSNorm adds them (step 2), else in order.
 // Grid, counted in threads: n_tokens * threads, in threadgroups of `threads` (a multiple
 // of 32, at most 1024).
 const uint H = y_expert_shape[1];
@@ -67,7 +68,8 @@ for (int it = 0; it < ITERS; ++it) {
 
 // 2. The row's sum of squares. Each SIMD group of 32 threads adds its lanes (simd_sum);
 // lane 0 of each puts that partial sum in threadgroup memory; after the barrier, when every
-// partial is there, each thread adds them up itself.
+// partial is there, each thread adds them up itself: in order, or (MLX_CUDA_SUM) as MLX's CUDA
+// block reduce does, a second simd_sum over the partials on the first lanes and zeros on the rest.
 threadgroup float partial[32];
 const float group_sum = simd_sum(sumsq);
 if (thread_index_in_simdgroup == 0) {
@@ -75,8 +77,13 @@ if (thread_index_in_simdgroup == 0) {
 }
 threadgroup_barrier(mem_flags::mem_threadgroup);
 float total = 0.0f;
-for (uint g = 0; g < simdgroups_per_threadgroup; ++g) {
-    total += partial[g];
+if (MLX_CUDA_SUM) {
+    const uint lane = thread_index_in_simdgroup;
+    total = simd_sum(lane < simdgroups_per_threadgroup ? partial[lane] : 0.0f);
+} else {
+    for (uint g = 0; g < simdgroups_per_threadgroup; ++g) {
+        total += partial[g];
+    }
 }
 const float scale = metal::rsqrt(total / float(H) + as_type<float>(EPS_BITS));
 

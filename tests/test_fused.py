@@ -11,8 +11,9 @@ import pytest
 from moe_reduce import kernels
 from moe_reduce.backends import available_backends
 from moe_reduce.check import rel_error, tolerance
-from moe_reduce.inputs import make_fused_inputs
+from moe_reduce.inputs import CombineArgs, make_fused_inputs
 from moe_reduce.reference import reference_combine_rmsnorm_f64
+from moe_reduce.validate import Problem, validate_rmsnorm
 
 BACKENDS = list(available_backends())
 NAN = float("nan")
@@ -128,6 +129,34 @@ def test_before_weight_near_mx_fast_rms_norm(backend, dtype, most_ulps, share_of
     assert off / total <= share_off
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("n_tokens,h,top_k", SHAPES)
+def test_mlx_cuda_sum_order(backend, dtype, n_tokens, h, top_k):
+    """The sum of squares in MLX's CUDA order (what before_weight takes on cuda), forced on every backend: at MLX's
+    threads per row, both outputs against the oracle, outputs poisoned; same hidden as the default order."""
+    args = make_fused_inputs(n_tokens, h, top_k, seed=h * 7 + top_k).mlx(dtype)
+    p = validate_rmsnorm(*args, EPS)
+    config = kernels.fused_config(p, EPS, None, "before_weight", mlx_sum=True)
+    assert dict(config.template)["MLX_CUDA_SUM"] and config.threadgroup[0] == kernels.mlx_cuda_norm_threads(p)
+    hidden, normed = kernels.fused_dispatch(kernels.build_fused(backend), config, p, CombineArgs(*args[:5]),
+                                            args.weight, init_value=NAN)
+    ref_h, ref_n = reference_combine_rmsnorm_f64(*args, EPS)
+    for name, out, ref in (("hidden", hidden, ref_h), ("normed", normed, ref_n)):
+        assert rel_error(out, ref) < tolerance(dtype), f"{backend}/{dtype} {name}: {rel_error(out, ref)}"
+    default_hidden, _ = kernels.moe_combine_rmsnorm(*args, EPS, backend=backend, norm_rounding="before_weight")
+    assert np.array_equal(np.array(hidden.astype(mx.float32)), np.array(default_hidden.astype(mx.float32)))
+
+
+@pytest.mark.parametrize("dtype, h, threads", [
+    ("bfloat16", 2048, 128), ("float32", 2048, 128), ("bfloat16", 512, 64), ("bfloat16", 100, 64),
+    ("bfloat16", 1536, 64), ("bfloat16", 4099, 128), ("float32", 4608, 1024), ("bfloat16", 16384, 1024)])
+def test_mlx_cuda_norm_threads(dtype, h, threads):
+    """MLX's CUDA RMSNorm dispatch as read in rms_norm.cu: 64 threads up to 64 16-byte accesses; 128 when the
+    accesses are a multiple of 128, else 64 when a multiple of 64 and at most 8 each, else 128; 1024 past 1024."""
+    assert kernels.mlx_cuda_norm_threads(Problem(1, 8, h, dtype, dtype, True)) == threads
+
+
 def test_run_info_and_threads():
     args = make_fused_inputs(2, 2048, 8, seed=3).mlx("bfloat16")
     _, _, info = kernels.moe_combine_rmsnorm(*args, EPS, return_info=True)
@@ -140,6 +169,7 @@ def test_run_info_and_threads():
         kernels.moe_combine_rmsnorm(*args, EPS, threads=48)
     _, _, info = kernels.moe_combine_rmsnorm(*args, EPS, norm_rounding="before_weight", return_info=True)
     assert dict(info.template)["ROUND_BEFORE_WEIGHT"] is True
+    assert dict(info.template)["MLX_CUDA_SUM"] is (info.backend == "cuda")
 
 
 @pytest.mark.parametrize("change, error, match", [

@@ -73,6 +73,21 @@ def test_fused_per_op_hidden_is_mlx_ops_and_normed_is_rms_norm(backend, dtype, s
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+@pytest.mark.parametrize("h", [2048, 1536, 16384])
+def test_fused_norm_on_cuda_is_mx_fast_rms_norm_bit_for_bit(backend, dtype, h):
+    """On cuda, norm_rounding="before_weight" adds the squares in the order of MLX's CUDA RMSNorm (its threads per
+    row and block reduce, read from MLX's source), so on random rows normed is mx.fast.rms_norm of our hidden bit
+    for bit (h a multiple of 16 bytes: both then read the row in the same 16-byte pieces)."""
+    if backend != "cuda":
+        pytest.skip("MLX's CUDA order is what is compared; MLX's CPU rms_norm adds the squares one after another")
+    args = make_fused_inputs(64, h, 8, seed=h).mlx(dtype, dtype)
+    hidden, normed = kernels.moe_combine_rmsnorm(*args, EPS, backend=backend, rounding="per_op",
+                                                 norm_rounding="before_weight", init_value=NAN)
+    assert differing(normed, mx.fast.rms_norm(hidden, args.weight, EPS, stream=mx.gpu)) == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n_tokens,h,top_k", [(3, 257, 10), (1, 1000, 1), (3, 8, 8)])
 def test_per_op_float32_against_the_oracle(backend, n_tokens, h, top_k):
     """In float32 rounding per op rounds nothing the float32 sums do not: the oracle's tolerance holds at odd h."""

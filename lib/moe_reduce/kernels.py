@@ -283,24 +283,45 @@ FUSED_OUTPUTS = ("hidden", "normed")
 NORM_ROUNDINGS = ("once", "before_weight")
 
 
+def mlx_cuda_sum(norm_rounding: str, backend: str) -> bool:
+    """Whether the fused norm adds up its squares in the order of MLX's CUDA RMSNorm (its threads per row and its
+    block reduce): when it rounds as mx.fast.rms_norm does, on the cuda backend."""
+    return norm_rounding == "before_weight" and backend == "cuda"
+
+
+def mlx_cuda_norm_threads(p: Problem) -> int:
+    """Threads per row of MLX's CUDA RMSNorm at this width and dtype (the dispatch in mlx/backend/cuda/rms_norm.cu,
+    read from MLX's source): 16-byte accesses, 64 threads up to 64 of them, 128 or 64 to cover the row in at most
+    8 accesses each, 1024 beyond."""
+    per_access = 16 // ITEMSIZE[p.dtype]
+    accesses = -(-p.h // per_access)
+    if p.h > per_access * 1024:
+        return 1024
+    if p.h <= per_access * 64 or (accesses % 128 and accesses % 64 == 0 and accesses // 64 <= 8):
+        return 64
+    return 128
+
+
 def fused_config(p: Problem, eps: float, threads: int | None = None, norm_rounding: str = "once",
-                 rounding: int = 0) -> LaunchConfig:
+                 rounding: int = 0, mlx_sum: bool = False) -> LaunchConfig:
     """One threadgroup per token, of `threads` threads (default: enough 32-thread SIMD groups to cover the row in
-    16-byte accesses, at most 1024), each thread striding along the row ITERS times; the template carries W
-    (elements per access: 16 bytes' worth when h allows, else 1), TOP_K, HAS_SHARED, ITERS, eps's bits,
-    ROUND_BEFORE_WEIGHT (norm_rounding, one of NORM_ROUNDINGS) and ROUNDING (rounding_level's value)."""
+    16-byte accesses, at most 1024; with mlx_sum, MLX's CUDA RMSNorm's), each thread striding along the row ITERS
+    times; the template carries W (elements per access: 16 bytes' worth when h allows, else 1), TOP_K,
+    HAS_SHARED, ITERS, eps's bits, ROUND_BEFORE_WEIGHT (norm_rounding, one of NORM_ROUNDINGS), ROUNDING
+    (rounding_level's value) and MLX_CUDA_SUM (mlx_sum: the sum of squares in MLX's CUDA order)."""
     if norm_rounding not in NORM_ROUNDINGS:
         raise ValueError(f"norm_rounding: expected one of {list(NORM_ROUNDINGS)}, got {norm_rounding!r}")
     vec = VARIANTS["vec"].outputs_per_thread(p.dtype)
     w = vec if p.h % vec == 0 else 1
     groups = -(-p.h // w)
-    threads = threads or min(1024, 32 * -(-groups // 32))
+    threads = threads or (mlx_cuda_norm_threads(p) if mlx_sum else min(1024, 32 * -(-groups // 32)))
     if threads % 32 or not 32 <= threads <= 1024:
         raise ValueError(f"threads: expected a multiple of 32 from 32 to 1024, got {threads}")
     eps_bits = struct.unpack("<i", struct.pack("<f", eps))[0]
     template = [("T", to_mlx_dtype(p.dtype)), ("W", w), ("TOP_K", p.top_k), ("HAS_SHARED", p.shared),
                 ("ITERS", -(-groups // threads)), ("EPS_BITS", eps_bits),
-                ("ROUND_BEFORE_WEIGHT", norm_rounding == "before_weight"), ("ROUNDING", rounding)]
+                ("ROUND_BEFORE_WEIGHT", norm_rounding == "before_weight"), ("ROUNDING", rounding),
+                ("MLX_CUDA_SUM", mlx_sum)]
     return LaunchConfig((p.n_tokens * threads, 1, 1), (threads, 1, 1), template)
 
 
@@ -308,7 +329,8 @@ def fused_call(backend: str, args: CombineArgs, weight, eps: float, threads: int
                rounding: str = "once", init_value: float | None = None) -> tuple[mx.array, mx.array, LaunchConfig]:
     """Validate, configure and dispatch the fused kernel: (hidden, normed, config)."""
     p = validate_rmsnorm(*args, weight, eps, allowed=KERNEL_DTYPES)
-    config = fused_config(p, eps, threads, norm_rounding, rounding_level(rounding, backend))
+    config = fused_config(p, eps, threads, norm_rounding, rounding_level(rounding, backend),
+                          mlx_cuda_sum(norm_rounding, backend))
     hidden, normed = fused_dispatch(build_fused(backend), config, p, args, weight, init_value)
     return hidden, normed, config
 
@@ -349,7 +371,9 @@ def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight
     if not return_info:
         return hidden, normed
     return hidden, normed, RunInfo(backend, "fused", Path(FUSED_FILE).stem, config.grid, config.threadgroup,
-                                   tuple(config.template), "asked" if threads else "rule: threads cover the row")
+                                   tuple(config.template), "asked" if threads
+                                   else "rule: MLX's CUDA RMSNorm's" if mlx_cuda_sum(norm_rounding, backend)
+                                   else "rule: threads cover the row")
 
 
 @functools.cache

@@ -84,9 +84,10 @@ def units() -> Iterator[Unit]:
     for (dtype, gate), top_k, rounding, level in itertools.product(DTYPES, (1, 8), kernels.NORM_ROUNDINGS,
                                                                    CUDA_ROUNDING_LEVELS):
         p = Problem(3, top_k, 2048, dtype, gate, True)
-        config = kernels.fused_config(p, 1e-6, None, rounding, level)
+        mlx_sum = kernels.mlx_cuda_sum(rounding, "cuda")
+        config = kernels.fused_config(p, 1e-6, None, rounding, level, mlx_sum)
         yield Unit(f"fused {dtype}/{gate} top_k={top_k} norm_rounding={rounding}"
-                   + (f" ROUNDING={level}" if level else ""),
+                   + (f" ROUNDING={level}" if level else "") + (" MLX_CUDA_SUM" if mlx_sum else ""),
                    generated_source("fused", header, bodies[kernels.FUSED_FILE],
                                     input_dtypes(p) + [("weight", dtype)],
                                     [(n, dtype) for n in kernels.FUSED_OUTPUTS], config.template))

@@ -367,7 +367,9 @@ inline void sigint_end() {
 constexpr size_t fiber_stack_bytes = size_t(256) << 10;
 constexpr size_t page_bytes = 4096;
 
-// Stacks for up to `n` fibers, each above a guard page; kept per OS thread and reused.
+// Stacks for up to `n` fibers, each above a guard page; per OS thread, reused by the groups of one launch and
+// released when it ends (run_grid): every kernel library has its own pool, and each guard page is a mapping of
+// its own, so pools kept by hundreds of loaded kernels would use up the process's mappings (vm.max_map_count).
 struct stack_pool {
   char* base = nullptr;
   size_t count = 0;
@@ -974,6 +976,7 @@ __attribute__((always_inline)) inline int run_grid(const grid_info G, const regi
   }
 done:
   std::free(arena);
+  if constexpr (Fibers) stacks.release();
   return status;
 }
 
