@@ -16,6 +16,7 @@
 #   rounding:  results/device-2026-12-07-rounding.py (our per-op gate and expert sum against MLX's ops, which
 #              sigmoid form MLX computes, our fused norm against mx.fast.rms_norm), then the
 #              per-op rounding tests (tests/test_rounding.py) on the cuda backend
+#   ab:        results/device-2026-12-07-ab.py (what rounding per op and MLX's norm order cost our kernels, side by side)
 #   placement: results/device-2026-12-06-placement.py (inputs in managed vs device memory, CUDA graphs on/off)
 #   gap:       results/device-2026-12-06-gap.py gap (bench's wall-minus-GPU gap at 2048-16384 tokens: long batches, timelines)
 #   ncu16k:    results/device-2026-12-06-gap.py ncu (Nsight Compute counters at 16384 tokens)
@@ -29,7 +30,8 @@ STATE=bench-runs/state
 declare -A LIMIT=([tune]=240 [small]=90 [bench-float32]=260 [bench-bfloat16]=260 [probes]=120 [fused]=160
                   [model]=260 [repeat]=200 [gputests]=220 [placement]=200 [graphs]=200 [params]=120
                   [gap]=200 [ncu16k]=200 [ncu]=240 [width]=150
-                  [contenders-float32]=540 [contenders-bfloat16]=540 [rounding]=200 [modelchecks]=120 [modeltiming]=240)
+                  [contenders-float32]=540 [contenders-bfloat16]=540 [rounding]=200 [modelchecks]=120 [modeltiming]=240
+                  [ab]=150)
 IMPLS=kernel_auto,kernel_row,kernel_scalar_k,kernel_vec_k,triton
 CONTENDERS=kernel_auto,kernel_row,kernel_vec_k,kernel_vec,kernel_scalar_k,kernel_scalar,triton,triton_graph,torch_compile,torch_compile_graph,torch,mlx_compile,mlx
 run_step() {
@@ -57,6 +59,7 @@ run_step() {
         width) python3 results/device-2026-12-06-width.py ;;
         rounding) mkdir -p "$OUT/rounding" && OUT=$OUT/rounding python3 results/device-2026-12-07-rounding.py \
                       && python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_rounding.py ;;
+        ab) mkdir -p "$OUT/ab" && OUT=$OUT/ab python3 results/device-2026-12-07-ab.py ;;
         gputests) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_kernels.py ;;
     esac
 }
