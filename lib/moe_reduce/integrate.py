@@ -29,9 +29,9 @@ MOE_BLOCKS = {
 }
 NORM_ROUNDING = "before_weight"  # mx.fast.rms_norm's order, which mlx-lm's norms use
 # The combine's rounding by default: "per_op" rounds where mlx-lm's separate ops round, so that a patched
-# low-precision model computes what the unpatched one does (the combine equals MLX's ops bit for bit on the CPU:
-# tests/test_rounding.py; not yet checked on a GPU);
-# "once" keeps every sum in float32 (kernels.COMBINE_ROUNDINGS).
+# low-precision model computes what the unpatched one does (the combine equals MLX's ops bit for bit on the CPU
+# and on an H200, tests/test_rounding.py; patched bfloat16 models gave the unpatched logits bit for bit there:
+# results/nvidia-h200-2026-12-07-model); "once" keeps every sum in float32 (kernels.COMBINE_ROUNDINGS).
 ROUNDING = "per_op"
 
 
