@@ -1,8 +1,8 @@
 """Does rounding once (ROUNDING = 0) compile to the machine code the row and fused bodies had before ROUNDING
 existed? For every row and fused unit nvrtc_check makes with ROUNDING = 0 (and, fused, the sum of squares in our
-order: MLX_CUDA_SUM false), the same unit built from the body at an
-earlier commit (its template without ROUNDING), both compiled by NVRTC for sm_90a and disassembled; prints how many
-units have identical instruction lists, and names any that differ. No GPU needed (see cpu-2026-12-06-sass.py).
+order: MLX_CUDA_SUM false), the same unit built from the body at an earlier commit (its template without ROUNDING),
+both compiled by NVRTC for sm_90a and disassembled; prints how many units have identical instruction lists, and
+names any that differ. No GPU needed (see cpu-2026-12-06-sass.py).
 
     PYTHONPATH=lib python results/cpu-2026-12-07-sass-rounding.py --mlx-source MLX_CHECKOUT --before 72c8fe6
 """

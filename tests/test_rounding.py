@@ -120,8 +120,8 @@ def test_gpu_level_on_the_host_runner_is_a_numpy_model_of_mlx_gpu_ops(monkeypatc
     # float32 exp land on either side of it
     assert differing(gate, sigmoid_per_op(to_numpy(x, np.float32), dtype, 2)) <= 1
     args = make_inputs(64, 2048, 8, shared=False, residual=False, seed=3).mlx(name, name)
-    w = np.array(args.expert_w.astype(mx.float32))
-    y_expert = np.array(args.y_expert.astype(mx.float32)).reshape(64, 8, 2048)
+    w = to_numpy(args.expert_w, np.float32)
+    y_expert = to_numpy(args.y_expert, np.float32).reshape(64, 8, 2048)
     total = np.zeros((64, 2048), np.float32)
     for k in range(8):
         total = rounded_to(total + rounded_to(w[:, k, None] * y_expert[:, k], dtype), dtype)

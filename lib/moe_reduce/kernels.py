@@ -372,7 +372,7 @@ def moe_combine_rmsnorm(expert_w, y_expert, sh_logit, y_shared, residual, weight
         return hidden, normed
     return hidden, normed, RunInfo(backend, "fused", Path(FUSED_FILE).stem, config.grid, config.threadgroup,
                                    tuple(config.template), "asked" if threads
-                                   else "rule: MLX's CUDA RMSNorm's" if mlx_cuda_sum(norm_rounding, backend)
+                                   else "rule: MLX's CUDA RMSNorm's" if dict(config.template)["MLX_CUDA_SUM"]
                                    else "rule: threads cover the row")
 
 
